@@ -1,0 +1,186 @@
+//! Binarization of one integer level and the context of every bin (spec §5).
+
+use crate::contexts::{neighbour_class, ContextLayout, ContextModel};
+use crate::engine::ArithDecoder;
+use crate::error::{Error, Result};
+
+/// Receives the bins of a level: a coder writes them, an estimator prices them.
+pub trait BinSink {
+    /// A context-coded bin on context `ctx`.
+    fn regular(&mut self, ctx: usize, bin: u32);
+    /// `n` bypass bins holding the low `n` bits of `value`, MSB first.
+    fn bypass(&mut self, value: u32, n: u32);
+}
+
+/// Magnitude of the largest codable level (|-2^31|).
+pub const MAX_ABS_LEVEL: u64 = 1 << 31;
+
+/// Emits the bins of level `level`.
+///
+/// `num_gtx` greater-than flags are coded; contexts come from `layout`, which for the coder has
+/// the same `G` but for the quantizers' rate model may differ (spec §10.4, `G = 0`).
+/// `state` is the dependent-quantization state (0 for `dq_flag = 0`), `prev` the previous level.
+#[inline(always)]
+pub fn binarize<S: BinSink>(
+    sink: &mut S,
+    layout: ContextLayout,
+    num_gtx: u32,
+    level: i64,
+    state: u32,
+    prev: i64,
+) {
+    let nb = neighbour_class(prev);
+    if level == 0 {
+        sink.regular(layout.sig(state, nb), 0);
+        return;
+    }
+    sink.regular(layout.sig(state, nb), 1);
+    let negative = level < 0;
+    sink.regular(layout.sign(nb), negative as u32);
+    let abs = level.unsigned_abs();
+    for k in 0..num_gtx {
+        let more = abs > k as u64 + 1;
+        sink.regular(layout.gtx(k, negative), more as u32);
+        if !more {
+            return;
+        }
+    }
+    // Order-0 Exp-Golomb remainder with a context-coded unary prefix.
+    let rem = abs - num_gtx as u64 - 1;
+    let m = 63 - (rem + 1).leading_zeros();
+    for j in 0..m {
+        sink.regular(layout.prefix(j), 1);
+    }
+    sink.regular(layout.prefix(m), 0);
+    if m > 0 {
+        let suffix = rem + 1 - (1u64 << m);
+        sink.bypass(suffix as u32, m);
+    }
+}
+
+/// Number of bins `binarize` emits for `level` (bypass bins included).
+pub fn count_bins(num_gtx: u32, level: i64) -> u64 {
+    if level == 0 {
+        return 1;
+    }
+    let abs = level.unsigned_abs();
+    if abs <= num_gtx as u64 {
+        return 2 + abs;
+    }
+    let rem = abs - num_gtx as u64 - 1;
+    let m = 63 - (rem + 1).leading_zeros() as u64;
+    2 + num_gtx as u64 + 2 * m + 1
+}
+
+/// Decodes one level with contexts `ctx` laid out by `layout` (with `G = layout.num_gtx`).
+///
+/// Returns the signed level as i64; a magnitude the format cannot produce is an error.
+#[inline(always)]
+pub fn decode_level<B: AsRef<[u8]>>(
+    dec: &mut ArithDecoder<B>,
+    ctx: &mut [ContextModel],
+    layout: ContextLayout,
+    state: u32,
+    prev: i64,
+) -> Result<i64> {
+    let nb = neighbour_class(prev);
+    let sig = dec.decode_bin(&mut ctx[layout.sig(state, nb)]);
+    if sig == 0 {
+        return Ok(0);
+    }
+    let negative = dec.decode_bin(&mut ctx[layout.sign(nb)]) != 0;
+    let g = layout.num_gtx;
+    let mut abs: u64 = 1;
+    let mut k = 0;
+    while k < g {
+        if dec.decode_bin(&mut ctx[layout.gtx(k, negative)]) == 0 {
+            break;
+        }
+        abs += 1;
+        k += 1;
+    }
+    if k == g {
+        let mut m = 0u32;
+        while dec.decode_bin(&mut ctx[layout.prefix(m)]) != 0 {
+            m += 1;
+            if m > 30 {
+                return Err(Error::Corrupt("remainder prefix longer than 31 bins"));
+            }
+        }
+        let suffix = dec.decode_bypass_bits(m) as u64;
+        abs += (1u64 << m) - 1 + suffix;
+    }
+    if abs > MAX_ABS_LEVEL || (abs == MAX_ABS_LEVEL && !negative) {
+        return Err(Error::Corrupt("level magnitude exceeds int32"));
+    }
+    Ok(if negative { -(abs as i64) } else { abs as i64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Vec<(Option<usize>, u32, u32)>);
+    impl BinSink for Recorder {
+        fn regular(&mut self, ctx: usize, bin: u32) {
+            self.0.push((Some(ctx), bin, 1));
+        }
+        fn bypass(&mut self, value: u32, n: u32) {
+            self.0.push((None, value, n));
+        }
+    }
+
+    #[test]
+    fn spec_example_minus_40_with_g11() {
+        let mut r = Recorder::default();
+        binarize(&mut r, ContextLayout::new(11), 11, -40, 0, 0);
+        let mut want = vec![(Some(0), 1, 1), (Some(48), 1, 1)];
+        for k in 0..11 {
+            want.push((Some(54 + 2 * k), 1, 1));
+        }
+        for (j, b) in [1, 1, 1, 1, 0].into_iter().enumerate() {
+            want.push((Some(97 + j), b, 1));
+        }
+        want.push((None, 13, 4));
+        assert_eq!(r.0, want);
+    }
+
+    #[test]
+    fn contexts_follow_state_neighbour_and_sign() {
+        let mut r = Recorder::default();
+        binarize(&mut r, ContextLayout::new(2), 2, 2, 5, -7);
+        assert_eq!(
+            r.0,
+            vec![
+                (Some(16), 1, 1),
+                (Some(49), 0, 1),
+                (Some(53), 1, 1),
+                (Some(55), 0, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn bin_count_matches_binarization() {
+        for g in [1u32, 2, 11, 40] {
+            for level in [
+                0i64,
+                1,
+                -1,
+                2,
+                11,
+                12,
+                -13,
+                100_000,
+                i32::MIN as i64,
+                i32::MAX as i64,
+            ] {
+                let mut r = Recorder::default();
+                binarize(&mut r, ContextLayout::new(g), g, level, 0, 0);
+                let n: u64 = r.0.iter().map(|x| x.2 as u64).sum();
+                assert_eq!(n, count_bins(g, level), "g={g} level={level}");
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Adaptive probability models ("SBMP" contexts) and the context set of a layer (spec §3, §4).
+
+use crate::tables::{CURVE, EST_BITS, INIT_SETS, RLPS};
+
+/// Number of initialisation sets an encoder may signal per context.
+pub const NUM_INIT_SETS: usize = 9;
+
+/// Cost of one bypass bin in the coder's rate unit (1/32768 bit).
+pub const BYPASS_COST: u32 = 32768;
+
+/// A two-rate probability estimate: `p = 16a + b`, `p > 0` means a 1 is more likely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextModel {
+    a: i16,
+    b: i16,
+    shift_a: u8,
+    shift_b: u8,
+}
+
+impl Default for ContextModel {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl ContextModel {
+    /// A model in initialisation set `set` (0..=8). Out-of-range sets saturate to 8.
+    #[inline]
+    pub fn new(set: usize) -> Self {
+        let (sh0, sh1, p, a) = INIT_SETS[set.min(NUM_INIT_SETS - 1)];
+        ContextModel {
+            a,
+            b: p - 16 * a,
+            shift_a: sh0 + 4,
+            shift_b: sh1,
+        }
+    }
+
+    /// Combined estimate `16a + b`.
+    #[inline(always)]
+    pub fn p(&self) -> i32 {
+        16 * self.a as i32 + self.b as i32
+    }
+
+    /// The more probable bin value.
+    #[inline(always)]
+    pub fn mps(&self) -> u32 {
+        (self.p() >= 0) as u32
+    }
+
+    /// LPS sub-range for the coder's current range (256..=510).
+    #[inline(always)]
+    pub fn rlps(&self, range: u32) -> u32 {
+        // `p >> 7` floors, so the table column is asymmetric around 0 (spec §3.3 quirk).
+        let col = (self.p() >> 7).unsigned_abs() as usize;
+        RLPS[(((range >> 5) & 7) as usize) * 32 + (col & 31)] as u32
+    }
+
+    /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
+    #[inline(always)]
+    pub fn est_bits(&self, bin: u32) -> u32 {
+        EST_BITS[(512 + (self.p() >> 3)) as usize & 1023][(bin & 1) as usize]
+    }
+
+    /// Moves both estimates towards the coded bin.
+    #[inline(always)]
+    pub fn update(&mut self, bin: u32) {
+        let a = self.a as i32;
+        let b = self.b as i32;
+        if bin != 0 {
+            self.a = (a + (CURVE[(16 + (a >> 3)) as usize & 31] >> self.shift_a)) as i16;
+            self.b = (b + (CURVE[(16 + (b >> 7)) as usize & 31] >> self.shift_b)) as i16;
+        } else {
+            self.a = (a - (CURVE[(16 + ((-a) >> 3)) as usize & 31] >> self.shift_a)) as i16;
+            self.b = (b - (CURVE[(16 + ((-b) >> 7)) as usize & 31] >> self.shift_b)) as i16;
+        }
+    }
+}
+
+/// Largest number of greater-than flags accepted. The format allows more, but every context
+/// costs memory per coder and nothing is gained past a few dozen flags.
+pub const MAX_GTX_FLAGS: u32 = 4096;
+
+/// Context indices of one layer for a given number of greater-than flags `G` (spec §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextLayout {
+    /// Number of greater-than flags (`G`).
+    pub num_gtx: u32,
+}
+
+impl ContextLayout {
+    /// Layout for `num_gtx` greater-than flags (the rate model also uses `G = 0`).
+    #[inline]
+    pub const fn new(num_gtx: u32) -> Self {
+        ContextLayout { num_gtx }
+    }
+    /// Number of contexts of a layer: `90 + 4G`.
+    #[inline]
+    pub const fn len(&self) -> usize {
+        90 + 4 * self.num_gtx as usize
+    }
+    /// Never empty; present for API symmetry with `len`.
+    #[inline]
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+    /// Significance flag in trellis state `state` after a neighbour of class `nb`.
+    #[inline(always)]
+    pub const fn sig(&self, state: u32, nb: u32) -> usize {
+        (3 * state + nb) as usize
+    }
+    /// Sign flag after a neighbour of class `nb`.
+    #[inline(always)]
+    pub const fn sign(&self, nb: u32) -> usize {
+        48 + nb as usize
+    }
+    /// Greater-than flag `k` of a level with the given sign.
+    #[inline(always)]
+    pub const fn gtx(&self, k: u32, negative: bool) -> usize {
+        53 + 2 * k as usize + negative as usize
+    }
+    /// Exp-Golomb prefix bin `j` of the remainder.
+    #[inline(always)]
+    pub const fn prefix(&self, j: u32) -> usize {
+        53 + 4 * self.num_gtx as usize + j as usize
+    }
+    /// Context of the flags that signal initialisation sets.
+    #[inline(always)]
+    pub const fn init_flag(&self) -> usize {
+        87 + 4 * self.num_gtx as usize
+    }
+
+    /// Contexts whose initialisation set is signalled, in signalling order (spec §7.2).
+    pub fn signalled(&self, dq_flag: bool) -> impl Iterator<Item = usize> {
+        let nsig = if dq_flag { 24 } else { 3 };
+        let g = self.num_gtx as usize;
+        (0..nsig)
+            .chain(48..51)
+            .chain(53..53 + 2 * g)
+            .chain(53 + 4 * g..53 + 4 * g + 31)
+    }
+}
+
+/// Neighbour class of the previous level: 0 for zero, 1 for negative, 2 for positive.
+#[inline(always)]
+pub const fn neighbour_class(prev: i64) -> u32 {
+    if prev == 0 {
+        0
+    } else if prev < 0 {
+        1
+    } else {
+        2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_sets_follow_the_table() {
+        let m = ContextModel::new(1);
+        assert_eq!(m.p(), -1310);
+        assert_eq!((m.shift_a, m.shift_b), (5, 4));
+        assert_eq!(m.b, -654);
+        assert_eq!(m.mps(), 0);
+        assert_eq!(ContextModel::new(0).mps(), 1);
+    }
+
+    #[test]
+    fn rlps_column_floors_negative_estimates() {
+        let mut m = ContextModel::new(0);
+        m.b = -1; // p = -1 -> column 1 (asymmetric quirk)
+        assert_eq!(m.rlps(256), RLPS[1] as u32);
+        m.b = 127;
+        assert_eq!(m.rlps(256), RLPS[0] as u32);
+        assert_eq!(m.rlps(510), RLPS[7 * 32] as u32);
+    }
+
+    #[test]
+    fn estimates_stay_in_bounds_for_every_set_and_bin_sequence() {
+        // Exhaustive over long runs of one value, then alternations: |a| <= 123, |b| <= 1923.
+        for set in 0..NUM_INIT_SETS {
+            for pattern in [0u32, 1, 2] {
+                let mut m = ContextModel::new(set);
+                for i in 0..5000u32 {
+                    let bin = match pattern {
+                        0 => 0,
+                        1 => 1,
+                        _ => (i / 7) & 1,
+                    };
+                    m.update(bin);
+                    assert!(
+                        m.a.abs() <= 123 && m.b.abs() <= 1923,
+                        "{set} {pattern} {m:?}"
+                    );
+                    assert!((25..=998).contains(&(512 + (m.p() >> 3))));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn updates_move_towards_the_coded_bin() {
+        let mut m = ContextModel::new(0);
+        let before = m.p();
+        m.update(1);
+        assert!(m.p() > before);
+        let mid = m.p();
+        m.update(0);
+        assert!(m.p() < mid);
+    }
+
+    #[test]
+    fn estimated_cost_is_cheaper_for_the_likely_bin() {
+        let m = ContextModel::new(2); // strongly biased to 1
+        assert!(m.est_bits(1) < m.est_bits(0));
+        assert_eq!(ContextModel::new(0).est_bits(0), EST_BITS[512][0]);
+    }
+
+    #[test]
+    fn layout_matches_the_spec_example() {
+        let l = ContextLayout::new(11);
+        assert_eq!(l.len(), 134);
+        assert_eq!(l.gtx(0, true), 54);
+        assert_eq!(l.gtx(10, true), 74);
+        assert_eq!(l.prefix(0), 97);
+        assert_eq!(l.init_flag(), 131);
+        assert_eq!(l.signalled(false).count(), 59);
+        assert_eq!(l.signalled(true).count(), 80);
+    }
+}

@@ -1,0 +1,390 @@
+//! The binary arithmetic coding engine: regular, bypass and terminating bins (spec §2).
+
+use crate::contexts::ContextModel;
+use crate::error::{Error, Result};
+
+/// Arithmetic encoder. Bytes accumulate in memory; [`ArithEncoder::finish`] returns them.
+#[derive(Clone, Debug)]
+pub struct ArithEncoder {
+    low: u64,
+    range: u32,
+    bits_left: i32,
+    buffered: u8,
+    n_buffered: u64,
+    out: Vec<u8>,
+    bins: u64,
+}
+
+impl Default for ArithEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArithEncoder {
+    /// A fresh encoder (range 510, nothing written).
+    pub fn new() -> Self {
+        ArithEncoder {
+            low: 0,
+            range: 510,
+            bits_left: 23,
+            buffered: 0,
+            n_buffered: 0,
+            out: Vec::new(),
+            bins: 0,
+        }
+    }
+
+    /// Number of bins coded so far (regular, bypass and terminating).
+    pub fn bins_coded(&self) -> u64 {
+        self.bins
+    }
+
+    /// Bytes emitted so far (not counting those still held back for a carry).
+    pub fn bytes_written(&self) -> usize {
+        self.out.len()
+    }
+
+    #[inline(always)]
+    fn check_out(&mut self) {
+        if self.bits_left < 12 {
+            self.write_out();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn write_out(&mut self) {
+        let lead = (self.low >> (24 - self.bits_left)) as u32;
+        self.bits_left += 8;
+        self.low &= 0xFFFF_FFFFu64 >> self.bits_left;
+        if lead == 0xFF {
+            self.n_buffered += 1;
+        } else if self.n_buffered > 0 {
+            let carry = lead >> 8;
+            self.out.push(self.buffered.wrapping_add(carry as u8));
+            let fill = 0xFFu8.wrapping_add(carry as u8);
+            for _ in 1..self.n_buffered {
+                self.out.push(fill);
+            }
+            self.buffered = lead as u8;
+            self.n_buffered = 1;
+        } else {
+            self.buffered = lead as u8;
+            self.n_buffered = 1;
+        }
+    }
+
+    /// Codes one context-coded bin and adapts the model.
+    #[inline(always)]
+    pub fn encode_bin(&mut self, bin: u32, model: &mut ContextModel) {
+        self.bins += 1;
+        let r_lps = model.rlps(self.range);
+        self.range -= r_lps;
+        if bin == model.mps() {
+            if self.range < 256 {
+                self.range <<= 1;
+                self.low <<= 1;
+                self.bits_left -= 1;
+            }
+        } else {
+            self.low += self.range as u64;
+            // r_lps >= 2, so at most 7 doublings bring it to 256..=511.
+            let n = r_lps.leading_zeros() as i32 - 23;
+            self.range = r_lps << n;
+            self.low <<= n;
+            self.bits_left -= n;
+        }
+        self.check_out();
+        model.update(bin);
+    }
+
+    /// Codes one equiprobable bin.
+    #[inline(always)]
+    pub fn encode_bypass(&mut self, bin: u32) {
+        self.bins += 1;
+        self.low = (self.low << 1) + if bin != 0 { self.range as u64 } else { 0 };
+        self.bits_left -= 1;
+        self.check_out();
+    }
+
+    /// Codes the low `n` bits of `value` (n <= 32) as bypass bins, MSB first.
+    #[inline]
+    pub fn encode_bypass_bits(&mut self, value: u32, n: u32) {
+        let mut left = n.min(32);
+        self.bins += left as u64;
+        while left > 0 {
+            let k = left.min(8);
+            left -= k;
+            let chunk = (value >> left) & ((1u32 << k) - 1);
+            self.low = (self.low << k) + self.range as u64 * chunk as u64;
+            self.bits_left -= k as i32;
+            self.check_out();
+        }
+    }
+
+    /// Codes the terminating bin.
+    pub fn encode_terminate(&mut self, bin: bool) {
+        self.bins += 1;
+        self.range -= 2;
+        if bin {
+            self.low = (self.low + self.range as u64) << 7;
+            self.range = 256;
+            self.bits_left -= 7;
+        } else if self.range >= 256 {
+            return;
+        } else {
+            self.low <<= 1;
+            self.range <<= 1;
+            self.bits_left -= 1;
+        }
+        self.check_out();
+    }
+
+    /// Codes the terminating bin 1, flushes and returns the stream.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.encode_terminate(true);
+        self.flush();
+        self.out
+    }
+
+    fn flush(&mut self) {
+        if (self.low >> (32 - self.bits_left)) != 0 {
+            self.out.push(self.buffered.wrapping_add(1));
+            for _ in 1..self.n_buffered {
+                self.out.push(0x00);
+            }
+            self.low -= 1u64 << (32 - self.bits_left);
+        } else {
+            if self.n_buffered > 0 {
+                self.out.push(self.buffered);
+            }
+            for _ in 1..self.n_buffered {
+                self.out.push(0xFF);
+            }
+        }
+        let pending = (24 - self.bits_left) as u32;
+        let bits = ((self.low >> 8) << 1) | 1;
+        let total = pending + 1;
+        let padded = total.div_ceil(8) * 8;
+        let bits = bits << (padded - total);
+        let mut k = padded;
+        while k > 0 {
+            k -= 8;
+            self.out.push((bits >> k) as u8);
+        }
+    }
+}
+
+/// Arithmetic decoder over a borrowed byte slice.
+///
+/// Reading past the end of the data does not panic: it yields zero bytes and sets a sticky
+/// flag that every public decoding step checks, so a truncated stream becomes
+/// [`Error::Truncated`] and decoding time stays bounded by the caller's checks.
+#[derive(Clone, Debug)]
+pub struct ArithDecoder<B: AsRef<[u8]>> {
+    data: B,
+    pos: usize,
+    value: u32,
+    range: u32,
+    bits_needed: i32,
+    overrun: bool,
+}
+
+impl<B: AsRef<[u8]>> ArithDecoder<B> {
+    /// Starts decoding `data` (spec §2.7). A stream is at least two bytes long.
+    pub fn new(data: B) -> Result<Self> {
+        let value = match data.as_ref() {
+            [b0, b1, ..] => ((*b0 as u32) << 8) | *b1 as u32,
+            _ => return Err(Error::Truncated),
+        };
+        Ok(ArithDecoder {
+            data,
+            pos: 2,
+            value,
+            range: 510,
+            bits_needed: -8,
+            overrun: false,
+        })
+    }
+
+    #[inline(always)]
+    fn read_byte(&mut self) -> u32 {
+        match self.data.as_ref().get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                b as u32
+            }
+            None => {
+                self.overrun = true;
+                0
+            }
+        }
+    }
+
+    /// Errors if any bin so far needed bytes past the end of the data.
+    #[inline(always)]
+    pub fn check(&self) -> Result<()> {
+        if self.overrun {
+            Err(Error::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.data.as_ref().len().saturating_sub(self.pos)
+    }
+
+    /// Number of bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Decodes one context-coded bin and adapts the model.
+    #[inline(always)]
+    pub fn decode_bin(&mut self, model: &mut ContextModel) -> u32 {
+        let r_lps = model.rlps(self.range);
+        let r_mps = self.range - r_lps;
+        let mps = model.mps();
+        let bin;
+        if self.value < (r_mps << 7) {
+            bin = mps;
+            self.range = r_mps;
+            if r_mps >= 256 {
+                model.update(bin);
+                return bin;
+            }
+        } else {
+            bin = 1 - mps;
+            self.value -= r_mps << 7;
+            self.range = r_lps;
+        }
+        let n = self.range.leading_zeros() as i32 - 23;
+        self.range <<= n;
+        self.value <<= n;
+        self.bits_needed += n;
+        if self.bits_needed >= 0 {
+            self.value += self.read_byte() << self.bits_needed;
+            self.bits_needed -= 8;
+        }
+        model.update(bin);
+        bin
+    }
+
+    /// Decodes one equiprobable bin.
+    #[inline(always)]
+    pub fn decode_bypass(&mut self) -> u32 {
+        self.value <<= 1;
+        self.bits_needed += 1;
+        if self.bits_needed >= 0 {
+            self.value += self.read_byte();
+            self.bits_needed = -8;
+        }
+        let scaled = self.range << 7;
+        if self.value >= scaled {
+            self.value -= scaled;
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Decodes `n` (<= 32) bypass bins, MSB first, as an unsigned value.
+    #[inline]
+    pub fn decode_bypass_bits(&mut self, n: u32) -> u32 {
+        let mut v = 0u32;
+        for _ in 0..n.min(32) {
+            v = (v << 1) | self.decode_bypass();
+        }
+        v
+    }
+
+    /// Decodes the terminating bin.
+    pub fn decode_terminate(&mut self) -> bool {
+        self.range -= 2;
+        if self.value >= (self.range << 7) {
+            true
+        } else {
+            if self.range < 256 {
+                self.range <<= 1;
+                self.value <<= 1;
+                self.bits_needed += 1;
+                if self.bits_needed == 0 {
+                    self.value += self.read_byte();
+                    self.bits_needed = -8;
+                }
+            }
+            false
+        }
+    }
+
+    /// Decodes the stream's terminating bin, which must be 1, and returns the bytes consumed.
+    pub fn finish(mut self) -> Result<usize> {
+        let end = self.decode_terminate();
+        self.check()?;
+        if !end {
+            return Err(Error::Corrupt("terminating bin not received"));
+        }
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_stream_is_terminate_and_flush_only() {
+        let bytes = ArithEncoder::new().finish();
+        let dec = ArithDecoder::new(&bytes[..]).unwrap();
+        assert_eq!(dec.finish().unwrap(), bytes.len());
+    }
+
+    #[test]
+    fn bins_round_trip_with_adaptation() {
+        let bins: Vec<u32> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761u32) >> 29 == 0) as u32)
+            .collect();
+        let mut enc = ArithEncoder::new();
+        let mut m = ContextModel::new(0);
+        for (i, &b) in bins.iter().enumerate() {
+            enc.encode_bin(b, &mut m);
+            if i % 17 == 0 {
+                enc.encode_bypass(b ^ 1);
+                enc.encode_bypass_bits(i as u32, 13);
+            }
+        }
+        let bytes = enc.finish();
+        // A skewed source costs well below one bit per regular bin (bypass bins cost one each).
+        let bypass = bins.len().div_ceil(17) * 14;
+        assert!(bytes.len() * 8 < bins.len() * 3 / 4 + bypass);
+        let mut dec = ArithDecoder::new(&bytes[..]).unwrap();
+        let mut m = ContextModel::new(0);
+        for (i, &b) in bins.iter().enumerate() {
+            assert_eq!(dec.decode_bin(&mut m), b);
+            if i % 17 == 0 {
+                assert_eq!(dec.decode_bypass(), b ^ 1);
+                assert_eq!(dec.decode_bypass_bits(13), i as u32 & 0x1FFF);
+            }
+        }
+        assert_eq!(dec.finish().unwrap(), bytes.len());
+    }
+
+    #[test]
+    fn short_or_truncated_input_is_an_error() {
+        assert_eq!(
+            ArithDecoder::new(&[0x12u8][..]).unwrap_err(),
+            Error::Truncated
+        );
+        let mut enc = ArithEncoder::new();
+        enc.encode_bypass_bits(0xDEAD_BEEF, 32);
+        enc.encode_bypass_bits(0x1234_5678, 32);
+        let bytes = enc.finish();
+        let mut dec = ArithDecoder::new(&bytes[..4]).unwrap();
+        dec.decode_bypass_bits(32);
+        dec.decode_bypass_bits(32);
+        assert_eq!(dec.check(), Err(Error::Truncated));
+    }
+}
