@@ -54,6 +54,8 @@ def as_levels(levels: Any) -> npt.NDArray[np.int32]:
             arr = np.asarray(arr, dtype=np.int64)
         except (OverflowError, TypeError, ValueError) as exc:
             raise RangeError(f"levels must be integers within int32: {exc}") from None
+    if arr.size == 0 and arr.dtype.kind in "fiub":
+        return np.zeros(arr.shape, dtype=np.int32)  # e.g. np.asarray([]) is float64
     if arr.dtype.kind not in "iu":
         raise ParameterError(f"levels must be an integer array, got dtype {arr.dtype}")
     if arr.size:

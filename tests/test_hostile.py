@@ -1,0 +1,130 @@
+"""Hostile streams: truncated, extended and bit-flipped data give a typed error or a decode,
+never a panic, abort, hang or out-of-bounds read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nncabac import DecodeError, NncabacError, nnc
+
+PARAMS = dict(num_gtx_flags=11, general_profile_idc=1, parent_node_id_present_flag=1)
+
+
+def _stream(seed: int, dq_flag: int, n: int) -> tuple[bytes, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    levels = np.round(rng.laplace(0, 2.0, (n // 4 + 1, 4))).astype(np.int32)
+    if dq_flag:
+        levels = _valid(levels * 2)  # reconstruction indices valid along the state machine
+    enc = nnc.Encoder()
+    enc.encode_signed(8, -38)
+    enc.encode_layer(levels, dq_flag=dq_flag, param_opt_flag=1, **PARAMS)
+    return enc.finish(), levels
+
+
+def _valid(levels: np.ndarray) -> np.ndarray:
+    trans = [[0, 2], [7, 5], [1, 3], [6, 4], [2, 0], [5, 7], [3, 1], [4, 6]]
+    flat, state = levels.reshape(-1).copy(), 0
+    for i, r in enumerate(flat):
+        coded = int(r) // 2
+        flat[i] = 0 if coded == 0 else 2 * coded - np.sign(coded) * (state & 1)
+        state = trans[state][coded & 1]
+    return flat.reshape(levels.shape)
+
+
+def _decode(data: bytes, shape: tuple[int, ...], dq_flag: int) -> np.ndarray:
+    dec = nnc.Decoder(data)
+    dec.decode_signed(8)
+    out = dec.decode_layer(shape, dq_flag=dq_flag, **PARAMS)
+    dec.finish()
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dq_flag=st.integers(0, 1),
+    n=st.integers(0, 400),
+    mutation=st.sampled_from(["truncate", "extend", "flip", "garbage"]),
+    where=st.floats(0, 1),
+    extra=st.binary(min_size=1, max_size=16),
+    bit=st.integers(0, 7),
+)
+def test_mutated_streams_fail_cleanly(
+    seed: int, dq_flag: int, n: int, mutation: str, where: float, extra: bytes, bit: int
+) -> None:
+    data, levels = _stream(seed, dq_flag, n)
+    i = min(int(where * len(data)), len(data) - 1)
+    if mutation == "truncate":
+        bad = data[:i]
+    elif mutation == "extend":
+        bad = data + extra
+    elif mutation == "flip":
+        buf = bytearray(data)
+        buf[i] ^= 1 << bit
+        bad = bytes(buf)
+    else:
+        bad = extra * (1 + n // 8)
+    try:
+        out = _decode(bad, levels.shape, dq_flag)
+    except NncabacError as exc:
+        assert isinstance(exc, (DecodeError, ValueError))
+        if mutation == "truncate":
+            assert isinstance(exc, DecodeError)
+        return
+    assert out.shape == levels.shape and out.dtype == np.int32
+    if mutation == "extend":
+        np.testing.assert_array_equal(out, levels)  # trailing bytes are simply not read
+
+
+def test_truncation_is_always_detected() -> None:
+    data, levels = _stream(7, 0, 3000)
+    for cut in range(0, len(data), max(1, len(data) // 50)):
+        try:
+            _decode(data[:cut], levels.shape, 0)
+        except DecodeError:
+            continue
+        raise AssertionError(f"truncation at {cut} of {len(data)} bytes went unnoticed")
+
+
+def test_huge_claimed_shape_is_refused_quickly() -> None:
+    dec = nnc.Decoder(nnc.Encoder().finish())
+    try:
+        dec.decode_layer((10**6, 10**6), dq_flag=0, num_gtx_flags=11, general_profile_idc=0,
+                         parent_node_id_present_flag=0)
+    except DecodeError:
+        return
+    raise AssertionError("10^12 weights decoded from 4 bytes")
+
+
+def test_random_garbage_in_a_subprocess_never_crashes() -> None:
+    """A process-level check: thousands of random streams, and the interpreter must exit 0."""
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from nncabac import NncabacError, nnc
+        rng = np.random.default_rng(1234)
+        outcomes = {"ok": 0, "error": 0}
+        for trial in range(3000):
+            data = rng.integers(0, 256, rng.integers(0, 64), dtype=np.uint8).tobytes()
+            try:
+                dec = nnc.Decoder(data)
+                dec.decode_layer((rng.integers(0, 300),), dq_flag=int(trial % 2),
+                                 num_gtx_flags=int(rng.integers(1, 40)), general_profile_idc=1,
+                                 parent_node_id_present_flag=1)
+                dec.finish()
+                outcomes["ok"] += 1
+            except NncabacError:
+                outcomes["error"] += 1
+        print(outcomes["ok"], outcomes["error"])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ok, err = map(int, proc.stdout.split())
+    assert ok + err == 3000 and err > 0
