@@ -18,9 +18,15 @@ import nnc_oracle as oracle  # noqa: E402
 def main() -> None:
     job = json.load(open(sys.argv[2]))
     levels = np.load(job["levels"])
-    layer = dict(levels=levels, shape=list(levels.shape), dq_flag=job["dq_flag"],
-                 num_gtx_flags=job["num_gtx_flags"], param_opt_flag=job["param_opt_flag"],
-                 general_profile_idc=job["general_profile_idc"], parent_node_id_present_flag=0)
+    layer = dict(
+        levels=levels,
+        shape=list(levels.shape),
+        dq_flag=job["dq_flag"],
+        num_gtx_flags=job["num_gtx_flags"],
+        param_opt_flag=job["param_opt_flag"],
+        general_profile_idc=job["general_profile_idc"],
+        parent_node_id_present_flag=0,
+    )
     enc_t, dec_t, data = [], [], b""
     for _ in range(job["repeats"]):
         t = time.perf_counter()
@@ -32,8 +38,16 @@ def main() -> None:
         dec_t.append(time.perf_counter() - t)
     with open(job["out"], "wb") as f:
         f.write(data)
-    print(json.dumps({"encode_s": statistics.median(enc_t), "decode_s": statistics.median(dec_t),
-                      "num_bytes": len(data), "consumed": consumed}))
+    print(
+        json.dumps(
+            {
+                "encode_s": statistics.median(enc_t),
+                "decode_s": statistics.median(dec_t),
+                "num_bytes": len(data),
+                "consumed": consumed,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from nncabac import cli, demo
 
 
@@ -33,9 +32,17 @@ def test_order0_entropy() -> None:
 
 
 def test_module_entry_point_and_bad_arguments() -> None:
-    ok = subprocess.run([sys.executable, "-m", "nncabac", "demo", "--rows", "8", "--cols", "8"],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "nncabac", "demo", "--rows", "8", "--cols", "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "nncabac", "demo", "--rows", "x"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "nncabac", "demo", "--rows", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "invalid int value" in bad.stderr

@@ -10,7 +10,6 @@ import textwrap
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from nncabac import DecodeError, NncabacError, nnc
 
 PARAMS = dict(num_gtx_flags=11, general_profile_idc=1, parent_node_id_present_flag=1)
@@ -95,8 +94,13 @@ def test_truncation_is_always_detected() -> None:
 def test_huge_claimed_shape_is_refused_quickly() -> None:
     dec = nnc.Decoder(nnc.Encoder().finish())
     try:
-        dec.decode_layer((10**6, 10**6), dq_flag=0, num_gtx_flags=11, general_profile_idc=0,
-                         parent_node_id_present_flag=0)
+        dec.decode_layer(
+            (10**6, 10**6),
+            dq_flag=0,
+            num_gtx_flags=11,
+            general_profile_idc=0,
+            parent_node_id_present_flag=0,
+        )
     except DecodeError:
         return
     raise AssertionError("10^12 weights decoded from 4 bytes")

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
 from nncabac import DecodeError, ParameterError, RangeError, nnc
 
 I32 = np.iinfo(np.int32)
@@ -87,7 +86,9 @@ def test_multi_layer_streams_round_trip(stream: list[dict]) -> None:
     for layer in stream:
         if layer["prefix"] is not None:
             enc.encode_signed(*layer["prefix"])
-        enc.encode_layer(layer["levels"], param_opt_flag=layer["param_opt_flag"], **_layer_kwargs(layer))
+        enc.encode_layer(
+            layer["levels"], param_opt_flag=layer["param_opt_flag"], **_layer_kwargs(layer)
+        )
     data = enc.finish()
     dec = nnc.Decoder(data)
     for layer in stream:
@@ -102,19 +103,33 @@ def test_multi_layer_streams_round_trip(stream: list[dict]) -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     st.sampled_from([np.int8, np.int16, np.int64, np.uint8, np.uint16, np.uint32]),
-    hnp.arrays(np.int64, hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=6),
-               elements=st.integers(0, 127)),
+    hnp.arrays(
+        np.int64,
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=6),
+        elements=st.integers(0, 127),
+    ),
     st.booleans(),
 )
 def test_any_integer_dtype_and_layout_is_accepted(dtype: type, raw: np.ndarray, neg: bool) -> None:
     levels = (raw if not neg or np.dtype(dtype).kind == "u" else -raw).astype(dtype)
     view = levels.T  # non-contiguous for rank >= 2
     enc = nnc.Encoder()
-    enc.encode_layer(view, dq_flag=0, num_gtx_flags=11, param_opt_flag=1,
-                     general_profile_idc=1, parent_node_id_present_flag=0)
+    enc.encode_layer(
+        view,
+        dq_flag=0,
+        num_gtx_flags=11,
+        param_opt_flag=1,
+        general_profile_idc=1,
+        parent_node_id_present_flag=0,
+    )
     dec = nnc.Decoder(enc.finish())
-    got = dec.decode_layer(view.shape, dq_flag=0, num_gtx_flags=11, general_profile_idc=1,
-                           parent_node_id_present_flag=0)
+    got = dec.decode_layer(
+        view.shape,
+        dq_flag=0,
+        num_gtx_flags=11,
+        general_profile_idc=1,
+        parent_node_id_present_flag=0,
+    )
     np.testing.assert_array_equal(got, view.astype(np.int64))
 
 
@@ -123,30 +138,61 @@ def test_nested_python_lists_and_scalars() -> None:
         arr = np.asarray(levels)
         if arr.ndim >= 2 and arr.shape[1] == 0:
             with pytest.raises(ParameterError):
-                nnc.Encoder().encode_layer(levels, dq_flag=0, num_gtx_flags=3, param_opt_flag=0,
-                                           general_profile_idc=0, parent_node_id_present_flag=0)
+                nnc.Encoder().encode_layer(
+                    levels,
+                    dq_flag=0,
+                    num_gtx_flags=3,
+                    param_opt_flag=0,
+                    general_profile_idc=0,
+                    parent_node_id_present_flag=0,
+                )
             continue
         enc = nnc.Encoder()
-        enc.encode_layer(levels, dq_flag=0, num_gtx_flags=3, param_opt_flag=0,
-                         general_profile_idc=0, parent_node_id_present_flag=0)
+        enc.encode_layer(
+            levels,
+            dq_flag=0,
+            num_gtx_flags=3,
+            param_opt_flag=0,
+            general_profile_idc=0,
+            parent_node_id_present_flag=0,
+        )
         dec = nnc.Decoder(enc.finish())
-        got = dec.decode_layer(arr.shape, dq_flag=0, num_gtx_flags=3, general_profile_idc=0,
-                               parent_node_id_present_flag=0)
+        got = dec.decode_layer(
+            arr.shape,
+            dq_flag=0,
+            num_gtx_flags=3,
+            general_profile_idc=0,
+            parent_node_id_present_flag=0,
+        )
         assert got.tolist() == arr.tolist()
 
 
-@pytest.mark.parametrize("levels", [[2**31], [-(2**31) - 1], [2**63 - 1], [2**70], np.array([2**40])])
+@pytest.mark.parametrize(
+    "levels", [[2**31], [-(2**31) - 1], [2**63 - 1], [2**70], np.array([2**40])]
+)
 def test_out_of_range_levels_raise_range_error(levels: object) -> None:
     with pytest.raises(RangeError):
-        nnc.Encoder().encode_layer(levels, dq_flag=0, num_gtx_flags=11, param_opt_flag=0,
-                                   general_profile_idc=0, parent_node_id_present_flag=0)
+        nnc.Encoder().encode_layer(
+            levels,
+            dq_flag=0,
+            num_gtx_flags=11,
+            param_opt_flag=0,
+            general_profile_idc=0,
+            parent_node_id_present_flag=0,
+        )
 
 
 @pytest.mark.parametrize("levels", [[0.5], np.array([1.0]), ["a"], np.array([True])])
 def test_non_integer_levels_raise_parameter_error(levels: object) -> None:
     with pytest.raises((ParameterError, RangeError)):
-        nnc.Encoder().encode_layer(levels, dq_flag=0, num_gtx_flags=11, param_opt_flag=0,
-                                   general_profile_idc=0, parent_node_id_present_flag=0)
+        nnc.Encoder().encode_layer(
+            levels,
+            dq_flag=0,
+            num_gtx_flags=11,
+            param_opt_flag=0,
+            general_profile_idc=0,
+            parent_node_id_present_flag=0,
+        )
 
 
 @pytest.mark.parametrize(
@@ -161,8 +207,13 @@ def test_non_integer_levels_raise_parameter_error(levels: object) -> None:
     ],
 )
 def test_bad_parameters_raise(kwargs: dict) -> None:
-    params = dict(dq_flag=0, num_gtx_flags=11, param_opt_flag=0, general_profile_idc=0,
-                  parent_node_id_present_flag=0)
+    params = dict(
+        dq_flag=0,
+        num_gtx_flags=11,
+        param_opt_flag=0,
+        general_profile_idc=0,
+        parent_node_id_present_flag=0,
+    )
     params.update(kwargs)
     with pytest.raises(ParameterError):
         nnc.Encoder().encode_layer([1, 2, 3], **params)
@@ -196,5 +247,6 @@ def test_decoder_rejects_negative_shape_and_short_data() -> None:
         nnc.Decoder(b"\x00")
     dec = nnc.Decoder(nnc.Encoder().finish())
     with pytest.raises(ParameterError):
-        dec.decode_layer((-1,), dq_flag=0, num_gtx_flags=11, general_profile_idc=0,
-                         parent_node_id_present_flag=0)
+        dec.decode_layer(
+            (-1,), dq_flag=0, num_gtx_flags=11, general_profile_idc=0, parent_node_id_present_flag=0
+        )

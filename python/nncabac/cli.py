@@ -11,8 +11,10 @@ def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
     rows, cols = args.rows, args.cols
-    print(f"nncabac demo: Laplacian levels of a {rows}x{cols} layer (scale {args.scale}), "
-          "CABAC with NNCodec's default parameters")
+    print(
+        f"nncabac demo: Laplacian levels of a {rows}x{cols} layer (scale {args.scale}), "
+        "CABAC with NNCodec's default parameters"
+    )
     report = demo.run((rows, cols), args.scale, args.seed)
     for line in report.lines():
         print("  " + line)

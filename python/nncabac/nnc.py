@@ -80,7 +80,7 @@ def _shape(shape: ShapeLike) -> tuple[int, ...]:
 
 
 class Encoder:
-    """Writes one stream: ``iae_v``/``uae_v`` fields and layers in any order, then :meth:`finish`."""
+    """Writes one stream: ``iae_v``/``uae_v`` fields and layers in any order, then finish()."""
 
     def __init__(self) -> None:
         self._inner = _nncabac.Encoder()
