@@ -8,10 +8,30 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-create_exception!(_nncabac, NncabacError, PyValueError, "Base class of every nncabac error.");
-create_exception!(_nncabac, DecodeError, NncabacError, "A stream is truncated, corrupt or uses an unsupported feature.");
-create_exception!(_nncabac, ParameterError, NncabacError, "A coding parameter is invalid.");
-create_exception!(_nncabac, RangeError, NncabacError, "A value does not fit the range the format can code.");
+create_exception!(
+    _nncabac,
+    NncabacError,
+    PyValueError,
+    "Base class of every nncabac error."
+);
+create_exception!(
+    _nncabac,
+    DecodeError,
+    NncabacError,
+    "A stream is truncated, corrupt or uses an unsupported feature."
+);
+create_exception!(
+    _nncabac,
+    ParameterError,
+    NncabacError,
+    "A coding parameter is invalid."
+);
+create_exception!(
+    _nncabac,
+    RangeError,
+    NncabacError,
+    "A value does not fit the range the format can code."
+);
 
 fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
@@ -35,7 +55,9 @@ fn layer_params(
     scan_order: u32,
 ) -> PyResult<LayerParams> {
     if dq_flag > 1 || parent_node_id_present_flag > 1 {
-        return Err(ParameterError::new_err("dq_flag and parent_node_id_present_flag must be 0 or 1"));
+        return Err(ParameterError::new_err(
+            "dq_flag and parent_node_id_present_flag must be 0 or 1",
+        ));
     }
     let p = LayerParams {
         dq_flag: dq_flag == 1,
@@ -64,7 +86,9 @@ impl Encoder {
 impl Encoder {
     #[new]
     fn new() -> Self {
-        Encoder { inner: Some(nncabac::Encoder::new()) }
+        Encoder {
+            inner: Some(nncabac::Encoder::new()),
+        }
     }
 
     fn encode_signed(&mut self, bits: u32, value: i64) -> PyResult<()> {
@@ -93,11 +117,20 @@ impl Encoder {
         if param_opt_flag > 1 {
             return Err(ParameterError::new_err("param_opt_flag must be 0 or 1"));
         }
-        let params = layer_params(dq_flag, num_gtx_flags, general_profile_idc, parent_node_id_present_flag, scan_order)?;
+        let params = layer_params(
+            dq_flag,
+            num_gtx_flags,
+            general_profile_idc,
+            parent_node_id_present_flag,
+            scan_order,
+        )?;
         let shape = levels.shape().to_vec();
-        let slice = levels.as_slice().map_err(|_| ParameterError::new_err("levels must be C-contiguous"))?;
+        let slice = levels
+            .as_slice()
+            .map_err(|_| ParameterError::new_err("levels must be C-contiguous"))?;
         let enc = self.inner()?;
-        py.detach(|| enc.encode_layer(slice, &shape, &params, param_opt_flag == 1)).map_err(to_py)
+        py.detach(|| enc.encode_layer(slice, &shape, &params, param_opt_flag == 1))
+            .map_err(to_py)
     }
 
     /// Number of bins coded so far.
@@ -129,7 +162,9 @@ impl Decoder {
 impl Decoder {
     #[new]
     fn new(data: Vec<u8>) -> PyResult<Self> {
-        Ok(Decoder { inner: Some(nncabac::Decoder::new(data).map_err(to_py)?) })
+        Ok(Decoder {
+            inner: Some(nncabac::Decoder::new(data).map_err(to_py)?),
+        })
     }
 
     fn decode_signed(&mut self, bits: u32) -> PyResult<i64> {
@@ -153,9 +188,17 @@ impl Decoder {
         parent_node_id_present_flag: u8,
         scan_order: u32,
     ) -> PyResult<Bound<'py, PyArray1<i32>>> {
-        let params = layer_params(dq_flag, num_gtx_flags, general_profile_idc, parent_node_id_present_flag, scan_order)?;
+        let params = layer_params(
+            dq_flag,
+            num_gtx_flags,
+            general_profile_idc,
+            parent_node_id_present_flag,
+            scan_order,
+        )?;
         let dec = self.inner()?;
-        let levels = py.detach(|| dec.decode_layer(&shape, &params)).map_err(to_py)?;
+        let levels = py
+            .detach(|| dec.decode_layer(&shape, &params))
+            .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, levels))
     }
 
@@ -166,7 +209,11 @@ impl Decoder {
     }
 
     fn finish(&mut self) -> PyResult<usize> {
-        self.inner.take().ok_or_else(finished)?.finish().map_err(to_py)
+        self.inner
+            .take()
+            .ok_or_else(finished)?
+            .finish()
+            .map_err(to_py)
     }
 }
 
