@@ -13,6 +13,8 @@ pub enum Error {
     Corrupt(&'static str),
     /// A coding parameter is outside what the format (or this implementation) allows.
     InvalidParameter(String),
+    /// Valid data that this version does not support (a newer format version, a feature).
+    Unsupported(String),
     /// A value cannot be represented (a level that would not fit in int32, a quantizer overflow).
     Overflow(String),
 }
@@ -24,6 +26,7 @@ impl fmt::Display for Error {
             Error::Corrupt(why) => write!(f, "corrupt stream: {why}"),
             Error::InvalidParameter(why) => write!(f, "invalid parameter: {why}"),
             Error::Overflow(why) => write!(f, "overflow: {why}"),
+            Error::Unsupported(what) => write!(f, "unsupported: {what}"),
         }
     }
 }

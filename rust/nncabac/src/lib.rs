@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod binarization;
+pub mod container;
 pub mod contexts;
 pub mod engine;
 pub mod error;
