@@ -14,18 +14,25 @@ fn level() -> impl Strategy<Value = i32> {
 }
 
 fn params() -> impl Strategy<Value = (LayerParams, bool)> {
-    (any::<bool>(), 1u32..=40, 0u8..=1, any::<bool>(), any::<bool>()).prop_map(|(dq, g, gpi, pnip, opt)| {
-        (
-            LayerParams {
-                dq_flag: dq,
-                num_gtx_flags: g,
-                general_profile_idc: gpi,
-                parent_node_id_present_flag: pnip,
-                scan_order: 0,
-            },
-            opt,
-        )
-    })
+    (
+        any::<bool>(),
+        1u32..=40,
+        0u8..=1,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(dq, g, gpi, pnip, opt)| {
+            (
+                LayerParams {
+                    dq_flag: dq,
+                    num_gtx_flags: g,
+                    general_profile_idc: gpi,
+                    parent_node_id_present_flag: pnip,
+                    scan_order: 0,
+                },
+                opt,
+            )
+        })
 }
 
 /// A valid dependent-quantization index sequence from free levels: map each to the parity its
@@ -136,13 +143,19 @@ proptest! {
 #[test]
 fn truncation_is_reported_as_truncated() {
     let levels: Vec<i32> = (0..2000).map(|i| (i * 7919 % 61) - 30).collect();
-    let p = LayerParams { dq_flag: false, ..LayerParams::default() };
+    let p = LayerParams {
+        dq_flag: false,
+        ..LayerParams::default()
+    };
     let mut enc = Encoder::new();
-    enc.encode_layer(&levels, &[levels.len()], &p, true).unwrap();
+    enc.encode_layer(&levels, &[levels.len()], &p, true)
+        .unwrap();
     let bytes = enc.finish();
     for cut in [2, bytes.len() / 2, bytes.len() - 1] {
         let mut dec = Decoder::new(&bytes[..cut]).unwrap();
-        let r = dec.decode_layer(&[levels.len()], &p).and_then(|_| dec.finish());
+        let r = dec
+            .decode_layer(&[levels.len()], &p)
+            .and_then(|_| dec.finish());
         assert_eq!(r, Err(Error::Truncated), "cut at {cut}");
     }
 }
@@ -150,7 +163,10 @@ fn truncation_is_reported_as_truncated() {
 #[test]
 fn a_huge_claimed_shape_fails_fast_without_allocating_it() {
     let bytes = Encoder::new().finish();
-    let p = LayerParams { dq_flag: false, ..LayerParams::default() };
+    let p = LayerParams {
+        dq_flag: false,
+        ..LayerParams::default()
+    };
     let mut dec = Decoder::new(&bytes[..]).unwrap();
     // 10^12 weights from 4 bytes: refused by running out of data, not by allocating 4 TB.
     assert!(dec.decode_layer(&[1_000_000, 1_000_000], &p).is_err());
@@ -159,13 +175,31 @@ fn a_huge_claimed_shape_fails_fast_without_allocating_it() {
 #[test]
 fn bad_parameters_are_rejected() {
     let mut enc = Encoder::new();
-    let bad_g = LayerParams { num_gtx_flags: 0, ..LayerParams::default() };
-    assert!(matches!(enc.encode_layer(&[1], &[1], &bad_g, false), Err(Error::InvalidParameter(_))));
-    let bad_scan = LayerParams { scan_order: 1, ..LayerParams::default() };
-    assert!(matches!(enc.encode_layer(&[1], &[1], &bad_scan, false), Err(Error::InvalidParameter(_))));
+    let bad_g = LayerParams {
+        num_gtx_flags: 0,
+        ..LayerParams::default()
+    };
+    assert!(matches!(
+        enc.encode_layer(&[1], &[1], &bad_g, false),
+        Err(Error::InvalidParameter(_))
+    ));
+    let bad_scan = LayerParams {
+        scan_order: 1,
+        ..LayerParams::default()
+    };
+    assert!(matches!(
+        enc.encode_layer(&[1], &[1], &bad_scan, false),
+        Err(Error::InvalidParameter(_))
+    ));
     let p = LayerParams::default();
-    assert!(matches!(enc.encode_layer(&[1, 2], &[3], &p, false), Err(Error::InvalidParameter(_))));
-    assert!(matches!(enc.encode_layer(&[], &[2, 0], &p, false), Err(Error::InvalidParameter(_))));
+    assert!(matches!(
+        enc.encode_layer(&[1, 2], &[3], &p, false),
+        Err(Error::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        enc.encode_layer(&[], &[2, 0], &p, false),
+        Err(Error::InvalidParameter(_))
+    ));
     assert!(enc.encode_signed(8, 128).is_err());
     assert!(enc.encode_signed(0, 0).is_err());
     assert!(enc.encode_unsigned(4, 16).is_err());
