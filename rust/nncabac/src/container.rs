@@ -354,47 +354,59 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// A parsed, validated container over borrowed bytes; payloads are read on demand.
-#[derive(Debug, Clone)]
-pub struct Container<'a> {
-    metadata: Vec<(String, String)>,
-    entries: Vec<TensorEntry>,
-    payload: &'a [u8],
-    minor: u16,
+/// Bytes a reader needs from the start of a file to parse its header: the fixed preamble first
+/// (`PREAMBLE_LEN` bytes), then `header_span(preamble)` bytes in all.
+pub const PREAMBLE_LEN: usize = PREAMBLE;
+
+/// Total length of preamble + header + header checksum, from the first [`PREAMBLE_LEN`] bytes
+/// (validates magic, major version and the header-length bound).
+pub fn header_span(preamble: &[u8]) -> Result<usize> {
+    if preamble.len() < PREAMBLE {
+        return Err(Error::Truncated);
+    }
+    if preamble[..8] != MAGIC {
+        return Err(Error::Corrupt("not an nncabac file (bad magic)"));
+    }
+    let major = u16::from_le_bytes([preamble[8], preamble[9]]);
+    let minor = u16::from_le_bytes([preamble[10], preamble[11]]);
+    if major != MAJOR {
+        return Err(Error::Unsupported(format!("format version {major}.{minor} (this reader: {MAJOR}.x)")));
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&preamble[12..20]);
+    let hlen = u64::from_le_bytes(len);
+    if hlen > MAX_HEADER_LEN {
+        return Err(Error::Corrupt("header length exceeds the limit"));
+    }
+    Ok(PREAMBLE + hlen as usize + 4)
 }
 
-impl<'a> Container<'a> {
-    /// Parses and validates the header (magic, version, header checksum, table consistency).
-    pub fn parse(data: &'a [u8]) -> Result<Self> {
-        if data.len() < PREAMBLE {
-            return Err(Error::Truncated);
-        }
-        if data[..8] != MAGIC {
-            return Err(Error::Corrupt("not an nncabac file (bad magic)"));
-        }
-        let major = u16::from_le_bytes([data[8], data[9]]);
-        let minor = u16::from_le_bytes([data[10], data[11]]);
-        if major != MAJOR {
-            return Err(Error::Unsupported(format!(
-                "format version {major}.{minor} (this reader: {MAJOR}.x)"
-            )));
-        }
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&data[12..20]);
-        let hlen = u64::from_le_bytes(len);
-        if hlen > MAX_HEADER_LEN {
-            return Err(Error::Corrupt("header length exceeds the limit"));
-        }
-        let hend = PREAMBLE + hlen as usize;
-        let crc_bytes = data.get(hend..hend + 4).ok_or(Error::Truncated)?;
+/// The parsed, validated header of a file: metadata and tensor table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// Free-form metadata, in file order.
+    pub metadata: Vec<(String, String)>,
+    /// Tensor table, in file order.
+    pub entries: Vec<TensorEntry>,
+    /// File offset of the payload area (entry offsets are relative to it).
+    pub payload_start: u64,
+    /// Minor version of the file.
+    pub minor: u16,
+}
+
+impl Header {
+    /// Parses the header from the first `header_span` bytes of a file of `file_len` bytes,
+    /// checking that every payload lies inside the file; payload bytes are not needed.
+    pub fn parse(head: &[u8], file_len: u64) -> Result<Header> {
+        let span = header_span(head)?;
+        let hend = span - 4;
+        let crc_bytes = head.get(hend..span).ok_or(Error::Truncated)?;
         let crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
-        if crc32(&data[..hend]) != crc {
+        if crc32(&head[..hend]) != crc {
             return Err(Error::Corrupt("header checksum mismatch"));
         }
-        let mut c = Cursor {
-            data: &data[PREAMBLE..hend],
-            pos: 0,
-        };
+        let area = file_len.checked_sub(span as u64).ok_or(Error::Truncated)?;
+        let mut c = Cursor { data: &head[PREAMBLE..hend], pos: 0 };
         let nmeta = c.u32()? as usize;
         if nmeta > c.remaining() / 6 {
             return Err(Error::Corrupt("metadata count exceeds the header"));
@@ -411,7 +423,6 @@ impl<'a> Container<'a> {
         if ntensors > c.remaining() / 41 {
             return Err(Error::Corrupt("tensor count exceeds the header"));
         }
-        let payload = &data[hend + 4..];
         let mut entries = Vec::with_capacity(ntensors);
         for _ in 0..ntensors {
             let n = c.u16()? as usize;
@@ -441,33 +452,17 @@ impl<'a> Container<'a> {
             if dq > 1 {
                 return Err(Error::Corrupt("dq_flag must be 0 or 1"));
             }
-            validate_entry(&e, payload.len() as u64)?;
+            validate_entry(&e, area)?;
             entries.push(e);
         }
         if c.remaining() != 0 {
             return Err(Error::Corrupt("trailing bytes in the header"));
         }
         check_table(&entries)?;
-        Ok(Container {
-            metadata,
-            entries,
-            payload,
-            minor,
-        })
+        let minor = u16::from_le_bytes([head[10], head[11]]);
+        Ok(Header { metadata, entries, payload_start: span as u64, minor })
     }
 
-    /// Minor version of the file.
-    pub fn minor_version(&self) -> u16 {
-        self.minor
-    }
-    /// Free-form metadata, in file order.
-    pub fn metadata(&self) -> &[(String, String)] {
-        &self.metadata
-    }
-    /// Tensor table, in file order.
-    pub fn entries(&self) -> &[TensorEntry] {
-        &self.entries
-    }
     /// The entry called `name`.
     pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
         self.entries
@@ -475,16 +470,55 @@ impl<'a> Container<'a> {
             .find(|e| e.name == name)
             .ok_or_else(|| Error::InvalidParameter(format!("no tensor named {name:?}")))
     }
+}
+
+/// Checks a payload read for `entry` against its length and checksum.
+pub fn verify_payload(entry: &TensorEntry, bytes: &[u8]) -> Result<()> {
+    if bytes.len() as u64 != entry.length {
+        return Err(Error::Truncated);
+    }
+    if crc32(bytes) != entry.crc32 {
+        return Err(Error::Corrupt("payload checksum mismatch"));
+    }
+    Ok(())
+}
+
+/// A parsed, validated container over borrowed bytes; payloads are verified when read.
+#[derive(Debug, Clone)]
+pub struct Container<'a> {
+    header: Header,
+    payload: &'a [u8],
+}
+
+impl<'a> Container<'a> {
+    /// Parses and validates a whole file held in memory.
+    pub fn parse(data: &'a [u8]) -> Result<Self> {
+        let header = Header::parse(data, data.len() as u64)?;
+        let payload = &data[header.payload_start as usize..];
+        Ok(Container { header, payload })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+    /// Free-form metadata, in file order.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.header.metadata
+    }
+    /// Tensor table, in file order.
+    pub fn entries(&self) -> &[TensorEntry] {
+        &self.header.entries
+    }
+    /// The entry called `name`.
+    pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
+        self.header.entry(name)
+    }
     /// The payload of `entry`, after verifying its checksum.
     pub fn payload(&self, entry: &TensorEntry) -> Result<&'a [u8]> {
-        // In range: validated by `parse`.
-        let bytes = self
-            .payload
-            .get(entry.offset as usize..(entry.offset + entry.length) as usize)
-            .ok_or(Error::Truncated)?;
-        if crc32(bytes) != entry.crc32 {
-            return Err(Error::Corrupt("payload checksum mismatch"));
-        }
+        let end = entry.offset.checked_add(entry.length).ok_or(Error::Truncated)?;
+        let bytes = self.payload.get(entry.offset as usize..end as usize).ok_or(Error::Truncated)?;
+        verify_payload(entry, bytes)?;
         Ok(bytes)
     }
 }
@@ -617,6 +651,25 @@ mod tests {
                 assert!(r.is_err(), "flip of byte {i} bit {bit} not detected");
             }
         }
+    }
+
+    #[test]
+    fn header_parses_from_the_head_alone() {
+        let bytes = sample();
+        let span = header_span(&bytes[..PREAMBLE_LEN]).unwrap();
+        let h = Header::parse(&bytes[..span], bytes.len() as u64).unwrap();
+        let b = h.entry("b").unwrap();
+        let start = (h.payload_start + b.offset) as usize;
+        verify_payload(b, &bytes[start..start + b.length as usize]).unwrap();
+        assert!(verify_payload(b, &bytes[start..start + 3]).is_err());
+        // A file shorter than its table says is refused before any payload is read.
+        assert_eq!(Header::parse(&bytes[..span], bytes.len() as u64 - 1), Err(Error::Truncated));
+        let mut newer = bytes.clone();
+        newer[8] = 2;
+        assert!(matches!(header_span(&newer), Err(Error::Unsupported(_))));
+        let mut huge = bytes.clone();
+        huge[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(header_span(&huge), Err(Error::Corrupt(_))));
     }
 
     #[test]
