@@ -6,7 +6,9 @@ use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
+
+use nncabac::container::{self, ContainerWriter, DType, Method, TensorEntry};
 
 create_exception!(
     _nncabac,
@@ -39,6 +41,7 @@ fn to_py(err: Error) -> PyErr {
         Error::Truncated | Error::Corrupt(_) => DecodeError::new_err(msg),
         Error::InvalidParameter(_) => ParameterError::new_err(msg),
         Error::Overflow(_) => RangeError::new_err(msg),
+        Error::Unsupported(_) => DecodeError::new_err(msg),
         _ => NncabacError::new_err(msg),
     }
 }
@@ -217,11 +220,125 @@ impl Decoder {
     }
 }
 
+fn entry_to_dict<'py>(py: Python<'py>, e: &TensorEntry) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("name", &e.name)?;
+    d.set_item("dtype", e.dtype.name())?;
+    d.set_item("shape", pyo3::types::PyTuple::new(py, &e.shape)?)?;
+    d.set_item("method", e.method.name())?;
+    d.set_item("dq_flag", e.dq_flag as u8)?;
+    d.set_item("num_gtx_flags", e.num_gtx_flags)?;
+    d.set_item("qp", e.qp)?;
+    d.set_item("qp_density", e.qp_density)?;
+    d.set_item("lambda_", e.lambda)?;
+    d.set_item("offset", e.offset)?;
+    d.set_item("length", e.length)?;
+    d.set_item("crc32", e.crc32)?;
+    Ok(d)
+}
+
+fn item<'py, T: for<'a> FromPyObject<'a, 'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T>
+where
+    for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
+{
+    d.get_item(key)?
+        .ok_or_else(|| ParameterError::new_err(format!("tensor entry lacks {key:?}")))?
+        .extract::<T>()
+        .map_err(Into::into)
+}
+
+/// The parsed header of a container file.
+#[pyclass(module = "nncabac._nncabac", frozen)]
+struct Header {
+    inner: container::Header,
+}
+
+#[pymethods]
+impl Header {
+    /// Parses `head` (at least `header_span` bytes of a file of `file_len` bytes).
+    #[new]
+    fn new(py: Python<'_>, head: Vec<u8>, file_len: u64) -> PyResult<Self> {
+        let inner = py.detach(|| container::Header::parse(&head, file_len)).map_err(to_py)?;
+        Ok(Header { inner })
+    }
+
+    /// Free-form metadata as a list of (key, value) pairs, in file order.
+    fn metadata(&self) -> Vec<(String, String)> {
+        self.inner.metadata.clone()
+    }
+
+    /// The tensor table as a list of dicts, in file order.
+    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.inner.entries.iter().map(|e| entry_to_dict(py, e)).collect()
+    }
+
+    /// File offset of the payload area.
+    #[getter]
+    fn payload_start(&self) -> u64 {
+        self.inner.payload_start
+    }
+
+    #[getter]
+    fn minor_version(&self) -> u16 {
+        self.inner.minor
+    }
+
+    /// Checks the payload bytes read for tensor `name` (length and CRC32).
+    fn verify(&self, name: &str, payload: &[u8]) -> PyResult<()> {
+        let e = self.inner.entry(name).map_err(to_py)?;
+        container::verify_payload(e, payload).map_err(to_py)
+    }
+}
+
+/// Length of preamble + header + header checksum, from the first `PREAMBLE_LEN` bytes.
+#[pyfunction]
+fn header_span(preamble: &[u8]) -> PyResult<usize> {
+    container::header_span(preamble).map_err(to_py)
+}
+
+/// Serializes a container from metadata pairs and (entry dict, payload) pairs.
+#[pyfunction]
+fn write_container<'py>(
+    py: Python<'py>,
+    metadata: Vec<(String, String)>,
+    tensors: Vec<(Bound<'py, PyDict>, Vec<u8>)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut w = ContainerWriter::new();
+    for (k, v) in &metadata {
+        w.add_metadata(k, v).map_err(to_py)?;
+    }
+    for (d, payload) in &tensors {
+        let dtype: String = item(d, "dtype")?;
+        let method: String = item(d, "method")?;
+        let entry = TensorEntry {
+            name: item(d, "name")?,
+            dtype: DType::from_name(&dtype).map_err(to_py)?,
+            shape: item(d, "shape")?,
+            method: Method::from_name(&method).map_err(to_py)?,
+            dq_flag: item::<u8>(d, "dq_flag")? == 1,
+            num_gtx_flags: item(d, "num_gtx_flags")?,
+            qp: item(d, "qp")?,
+            qp_density: item(d, "qp_density")?,
+            lambda: item(d, "lambda_")?,
+            offset: 0,
+            length: 0,
+            crc32: 0,
+        };
+        w.add_tensor(entry, payload).map_err(to_py)?;
+    }
+    let bytes = py.detach(|| w.finish());
+    Ok(PyBytes::new(py, &bytes))
+}
+
 #[pymodule]
 fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Encoder>()?;
     m.add_class::<Decoder>()?;
+    m.add_class::<Header>()?;
+    m.add_function(wrap_pyfunction!(header_span, m)?)?;
+    m.add_function(wrap_pyfunction!(write_container, m)?)?;
+    m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;
     m.add("NncabacError", py.get_type::<NncabacError>())?;
     m.add("DecodeError", py.get_type::<DecodeError>())?;
     m.add("ParameterError", py.get_type::<ParameterError>())?;
