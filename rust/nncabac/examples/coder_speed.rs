@@ -1,4 +1,10 @@
-//! Single-thread encode/decode throughput on Laplacian levels: `cargo run --release --example coder_speed`.
+//! Single-thread encode/decode throughput on Laplacian levels.
+//!
+//! `cargo run --release --example coder_speed [N [SCALE [REPEATS [FILTER]]]]` generates `N` levels
+//! (default 1 000 000, scale 1.0). `cargo run --release --example coder_speed FILE.bin` reads
+//! raw little-endian int32 levels instead; when `FILE` is `.../lev_TAG.bin` and
+//! `.../ref_TAG_dq{D}_po{P}.bin` exist (reference streams of the same levels), the bytes are
+//! compared with them.
 use nncabac::{Decoder, Encoder, LayerParams};
 use std::time::Instant;
 
@@ -22,51 +28,88 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map_or(1_000_000, |a| a.parse().unwrap());
-    let levels = laplacian(n, 1.0, 1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (levels, reference) = match args.first() {
+        Some(path) if path.ends_with(".bin") => {
+            let raw = std::fs::read(path).expect("levels file");
+            let lv: Vec<i32> = raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (lv, Some(path.replace("lev_", "ref_").replace(".bin", "")))
+        }
+        first => {
+            let n = first.map_or(1_000_000, |a| a.parse().unwrap());
+            let scale = args.get(1).map_or(1.0, |a| a.parse().unwrap());
+            (laplacian(n, scale, 1), None)
+        }
+    };
+    let reps: usize = args.get(2).map_or(5, |a| a.parse().unwrap());
+    // Optional filter such as "dq0opt1" to time one configuration only.
+    let only = args.get(3).cloned().unwrap_or_default();
+    let n = levels.len();
     let zeros = levels.iter().filter(|&&x| x == 0).count() as f64 / n as f64;
-    println!("{n} Laplacian levels, {:.1}% zeros", zeros * 100.0);
+    println!("{n} levels, {:.1}% zeros", zeros * 100.0);
     for dq in [false, true] {
         for opt in [false, true] {
+            if !format!("dq{}opt{}", dq as u8, opt as u8).contains(only.as_str()) {
+                continue;
+            }
             let p = LayerParams {
                 dq_flag: dq,
                 general_profile_idc: 0,
                 ..Default::default()
             };
             let mut bytes = Vec::new();
+            let mut bins = 0;
             let te = median(
-                (0..5)
+                (0..reps)
                     .map(|_| {
                         let t = Instant::now();
                         let mut e = Encoder::new();
                         e.encode_layer(&levels, &[n], &p, opt).unwrap();
+                        bins = e.bins_coded();
                         bytes = e.finish();
                         t.elapsed().as_secs_f64()
                     })
                     .collect(),
             );
             let td = median(
-                (0..5)
+                (0..reps)
                     .map(|_| {
                         let t = Instant::now();
                         let mut d = Decoder::new(&bytes[..]).unwrap();
                         let out = d.decode_layer(&[n], &p).unwrap();
                         d.finish().unwrap();
-                        assert_eq!(out.len(), n);
+                        assert_eq!(out, levels_as_coded(&levels, &out));
                         t.elapsed().as_secs_f64()
                     })
                     .collect(),
             );
+            let same = reference.as_ref().map_or(String::new(), |r| {
+                let f = format!("{r}_dq{}_po{}.bin", dq as u8, opt as u8);
+                match std::fs::read(&f) {
+                    Ok(want) if want == bytes => "  bytes == ref".into(),
+                    Ok(_) => "  BYTES DIFFER FROM REF".into(),
+                    Err(_) => String::new(),
+                }
+            });
             println!(
-                "dq {} opt {}: {:.3} bits/w  enc {:6.1} Mw/s  dec {:6.1} Mw/s",
+                "dq {} opt {}: {:.3} bits/w  enc {:6.1} Mw/s {:6.1} Mbin/s  dec {:6.1} Mw/s {:6.1} Mbin/s{same}",
                 dq as u8,
                 opt as u8,
                 bytes.len() as f64 * 8.0 / n as f64,
                 n as f64 / te / 1e6,
-                n as f64 / td / 1e6
+                bins as f64 / te / 1e6,
+                n as f64 / td / 1e6,
+                bins as f64 / td / 1e6,
             );
         }
     }
+}
+
+/// Decoded output must have the input's length (dq may remap invalid-parity indices).
+fn levels_as_coded<'a>(levels: &[i32], out: &'a [i32]) -> &'a [i32] {
+    assert_eq!(levels.len(), out.len());
+    out
 }

@@ -1,7 +1,7 @@
 //! Binarization of one integer level and the context of every bin (spec §5).
 
 use crate::contexts::{neighbour_class, ContextLayout, ContextModel};
-use crate::engine::ArithDecoder;
+use crate::engine::{ArithDecoder, DecState};
 use crate::error::{Error, Result};
 
 /// Receives the bins of a level: a coder writes them, an estimator prices them.
@@ -83,17 +83,31 @@ pub fn decode_level<B: AsRef<[u8]>>(
     state: u32,
     prev: i64,
 ) -> Result<i64> {
+    let (data, st) = dec.parts();
+    decode_level_with(data, st, ctx, layout, state, prev)
+}
+
+/// [`decode_level`] on the decoder's registers (kept in locals by the caller's loop).
+#[inline(always)]
+pub(crate) fn decode_level_with(
+    data: &[u8],
+    st: &mut DecState,
+    ctx: &mut [ContextModel],
+    layout: ContextLayout,
+    state: u32,
+    prev: i64,
+) -> Result<i64> {
     let nb = neighbour_class(prev);
-    let sig = dec.decode_bin(&mut ctx[layout.sig(state, nb)]);
+    let sig = st.decode_bin(data, &mut ctx[layout.sig(state, nb)]);
     if sig == 0 {
         return Ok(0);
     }
-    let negative = dec.decode_bin(&mut ctx[layout.sign(nb)]) != 0;
+    let negative = st.decode_bin(data, &mut ctx[layout.sign(nb)]) != 0;
     let g = layout.num_gtx;
     let mut abs: u64 = 1;
     let mut k = 0;
     while k < g {
-        if dec.decode_bin(&mut ctx[layout.gtx(k, negative)]) == 0 {
+        if st.decode_bin(data, &mut ctx[layout.gtx(k, negative)]) == 0 {
             break;
         }
         abs += 1;
@@ -101,13 +115,13 @@ pub fn decode_level<B: AsRef<[u8]>>(
     }
     if k == g {
         let mut m = 0u32;
-        while dec.decode_bin(&mut ctx[layout.prefix(m)]) != 0 {
+        while st.decode_bin(data, &mut ctx[layout.prefix(m)]) != 0 {
             m += 1;
             if m > 30 {
                 return Err(Error::Corrupt("remainder prefix longer than 31 bins"));
             }
         }
-        let suffix = dec.decode_bypass_bits(m) as u64;
+        let suffix = st.decode_bypass_bits(data, m) as u64;
         abs += (1u64 << m) - 1 + suffix;
     }
     if abs > MAX_ABS_LEVEL || (abs == MAX_ABS_LEVEL && !negative) {

@@ -9,13 +9,73 @@ pub const NUM_INIT_SETS: usize = 9;
 pub const BYPASS_COST: u32 = 32768;
 
 /// A two-rate probability estimate: `p = 16a + b`, `p > 0` means a 1 is more likely.
+///
+/// Besides `a` and `b` the model caches what the coding engine needs per bin (the RLPS row of
+/// `|p >> 7|` and the MPS), refreshed by every update, so that the engine's critical path is a
+/// single table lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContextModel {
     a: i16,
     b: i16,
-    shift_a: u8,
-    shift_b: u8,
+    /// `|p >> 7| << 4`: base of this estimate's row in [`RLPS_BY_COL`].
+    col: u16,
+    /// `(shift_a - 4) | (shift_b - 4) << 2`.
+    shifts: u8,
+    mps: u8,
 }
+
+/// `RLPS` transposed: `[16 * |p >> 7| + (range >> 5)]` for range 256..=511 (columns 8..15).
+pub(crate) static RLPS_BY_COL: [u8; 512] = {
+    let mut t = [0u8; 512];
+    let mut col = 0;
+    while col < 32 {
+        let mut row = 0;
+        while row < 8 {
+            t[col * 16 + 8 + row] = RLPS[row * 32 + col] as u8;
+            row += 1;
+        }
+        col += 1;
+    }
+    t
+};
+
+/// Next `a` estimate per `[shift_a - 4][bin][a + 128]` (spec §3.4).
+pub(crate) static NEXT_A: [[[i16; 256]; 2]; 4] = {
+    let mut t = [[[0i16; 256]; 2]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut a = -128i32;
+        while a < 128 {
+            let i = (a + 128) as usize;
+            let up = a + (CURVE[(16 + (a >> 3)) as usize & 31] >> (s + 4));
+            let dn = a - (CURVE[(16 + ((-a) >> 3)) as usize & 31] >> (s + 4));
+            t[s][1][i] = up as i16;
+            t[s][0][i] = dn as i16;
+            a += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+/// Change of the `b` estimate per `[shift_b - 4][bin][j]`, `j = ((b - 1 + bin) >> 7) + 16`.
+///
+/// For bin 1 the spec's index is `16 + (b >> 7) = j`. For bin 0 it is `16 + ((-b) >> 7)`, and
+/// `(-b) >> 7 = !((b - 1) >> 7) = 15 - j`, so the index is `31 - j`.
+pub(crate) static DELTA_B: [[[i16; 32]; 2]; 4] = {
+    let mut t = [[[0i16; 32]; 2]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut j = 0;
+        while j < 32 {
+            t[s][1][j] = (CURVE[j] >> (s + 4)) as i16;
+            t[s][0][j] = -(CURVE[31 - j] >> (s + 4)) as i16;
+            j += 1;
+        }
+        s += 1;
+    }
+    t
+};
 
 impl Default for ContextModel {
     fn default() -> Self {
@@ -28,12 +88,31 @@ impl ContextModel {
     #[inline]
     pub fn new(set: usize) -> Self {
         let (sh0, sh1, p, a) = INIT_SETS[set.min(NUM_INIT_SETS - 1)];
+        Self::from_state(a, p - 16 * a, sh0 | (sh1 - 4) << 2)
+    }
+
+    #[inline(always)]
+    fn from_state(a: i16, b: i16, shifts: u8) -> Self {
+        let p = 16 * a as i32 + b as i32;
         ContextModel {
             a,
-            b: p - 16 * a,
-            shift_a: sh0 + 4,
-            shift_b: sh1,
+            b,
+            col: (((p >> 7).unsigned_abs() & 31) << 4) as u16,
+            shifts,
+            mps: (p >= 0) as u8,
         }
+    }
+
+    /// Shift of the fast estimate `a`.
+    #[inline(always)]
+    pub fn shift_a(&self) -> u32 {
+        (self.shifts & 3) as u32 + 4
+    }
+
+    /// Shift of the slow estimate `b`.
+    #[inline(always)]
+    pub fn shift_b(&self) -> u32 {
+        (self.shifts >> 2) as u32 + 4
     }
 
     /// Combined estimate `16a + b`.
@@ -45,15 +124,14 @@ impl ContextModel {
     /// The more probable bin value.
     #[inline(always)]
     pub fn mps(&self) -> u32 {
-        (self.p() >= 0) as u32
+        self.mps as u32
     }
 
     /// LPS sub-range for the coder's current range (256..=510).
     #[inline(always)]
     pub fn rlps(&self, range: u32) -> u32 {
         // `p >> 7` floors, so the table column is asymmetric around 0 (spec §3.3 quirk).
-        let col = (self.p() >> 7).unsigned_abs() as usize;
-        RLPS[(((range >> 5) & 7) as usize) * 32 + (col & 31)] as u32
+        RLPS_BY_COL[(self.col as usize + (range >> 5) as usize) & 511] as u32
     }
 
     /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
@@ -65,15 +143,12 @@ impl ContextModel {
     /// Moves both estimates towards the coded bin.
     #[inline(always)]
     pub fn update(&mut self, bin: u32) {
-        let a = self.a as i32;
+        let bin = (bin & 1) as usize;
+        let a = NEXT_A[(self.shifts & 3) as usize][bin][(self.a as i32 + 128) as usize & 255];
         let b = self.b as i32;
-        if bin != 0 {
-            self.a = (a + (CURVE[(16 + (a >> 3)) as usize & 31] >> self.shift_a)) as i16;
-            self.b = (b + (CURVE[(16 + (b >> 7)) as usize & 31] >> self.shift_b)) as i16;
-        } else {
-            self.a = (a - (CURVE[(16 + ((-a) >> 3)) as usize & 31] >> self.shift_a)) as i16;
-            self.b = (b - (CURVE[(16 + ((-b) >> 7)) as usize & 31] >> self.shift_b)) as i16;
-        }
+        let j = (((b + bin as i32 - 1) >> 7) + 16) as usize & 31;
+        let b = b + DELTA_B[(self.shifts >> 2) as usize & 3][bin][j] as i32;
+        *self = Self::from_state(a, b as i16, self.shifts);
     }
 }
 
@@ -161,7 +236,7 @@ mod tests {
     fn init_sets_follow_the_table() {
         let m = ContextModel::new(1);
         assert_eq!(m.p(), -1310);
-        assert_eq!((m.shift_a, m.shift_b), (5, 4));
+        assert_eq!((m.shift_a(), m.shift_b()), (5, 4));
         assert_eq!(m.b, -654);
         assert_eq!(m.mps(), 0);
         assert_eq!(ContextModel::new(0).mps(), 1);
@@ -169,10 +244,9 @@ mod tests {
 
     #[test]
     fn rlps_column_floors_negative_estimates() {
-        let mut m = ContextModel::new(0);
-        m.b = -1; // p = -1 -> column 1 (asymmetric quirk)
+        let m = ContextModel::from_state(0, -1, 0); // p = -1 -> column 1 (asymmetric quirk)
         assert_eq!(m.rlps(256), RLPS[1] as u32);
-        m.b = 127;
+        let m = ContextModel::from_state(0, 127, 0);
         assert_eq!(m.rlps(256), RLPS[0] as u32);
         assert_eq!(m.rlps(510), RLPS[7 * 32] as u32);
     }
@@ -195,6 +269,41 @@ mod tests {
                         "{set} {pattern} {m:?}"
                     );
                     assert!((25..=998).contains(&(512 + (m.p() >> 3))));
+                }
+            }
+        }
+    }
+
+    /// The update and RLPS lookup as spec §3.3/§3.4 write them.
+    fn spec_update(a: i32, b: i32, sa: u32, sb: u32, bin: u32) -> (i32, i32) {
+        let s = if bin == 1 { 1 } else { -1 };
+        (
+            a + s * (CURVE[(16 + ((s * a) >> 3)) as usize] >> sa),
+            b + s * (CURVE[(16 + ((s * b) >> 7)) as usize] >> sb),
+        )
+    }
+
+    #[test]
+    fn cached_update_and_rlps_equal_the_spec_formulas_everywhere() {
+        for shifts in 0..16u8 {
+            let (sa, sb) = ((shifts & 3) as u32 + 4, (shifts >> 2) as u32 + 4);
+            for a in -123i16..=123 {
+                for b in (-1923i16..=1923).step_by(if a % 7 == 0 { 1 } else { 61 }) {
+                    let m = ContextModel::from_state(a, b, shifts);
+                    let p = 16 * a as i32 + b as i32;
+                    assert_eq!(m.mps(), (p >= 0) as u32);
+                    for range in [256u32, 287, 288, 300, 383, 384, 450, 479, 480, 510] {
+                        let col = (p >> 7).unsigned_abs() as usize;
+                        let want = RLPS[32 * ((range >> 5) & 7) as usize + col] as u32;
+                        assert_eq!(m.rlps(range), want, "p {p} range {range}");
+                    }
+                    for bin in 0..2 {
+                        let mut u = m;
+                        u.update(bin);
+                        let (wa, wb) = spec_update(a as i32, b as i32, sa, sb, bin);
+                        assert_eq!((u.a as i32, u.b as i32), (wa, wb), "{m:?} {bin}");
+                        assert_eq!(u, ContextModel::from_state(u.a, u.b, shifts));
+                    }
                 }
             }
         }

@@ -80,21 +80,16 @@ impl ArithEncoder {
     pub fn encode_bin(&mut self, bin: u32, model: &mut ContextModel) {
         self.bins += 1;
         let r_lps = model.rlps(self.range);
-        self.range -= r_lps;
-        if bin == model.mps() {
-            if self.range < 256 {
-                self.range <<= 1;
-                self.low <<= 1;
-                self.bits_left -= 1;
-            }
-        } else {
-            self.low += self.range as u64;
-            // r_lps >= 2, so at most 7 doublings bring it to 256..=511.
-            let n = r_lps.leading_zeros() as i32 - 23;
-            self.range = r_lps << n;
-            self.low <<= n;
-            self.bits_left -= n;
-        }
+        let r_mps = self.range - r_lps;
+        let lps = bin != model.mps();
+        // Branch-free: an LPS skips the MPS sub-interval and keeps r_lps (>= 2, so at most 7
+        // doublings bring it to 256..=511); an MPS needs at most one doubling.
+        self.low += if lps { r_mps as u64 } else { 0 };
+        let range = if lps { r_lps } else { r_mps };
+        let n = range.leading_zeros() - 23;
+        self.range = range << n;
+        self.low <<= n;
+        self.bits_left -= n as i32;
         self.check_out();
         model.update(bin);
     }
@@ -176,56 +171,148 @@ impl ArithEncoder {
     }
 }
 
+/// Bits of look-ahead kept below the spec's 16-bit `value` window (spec §2.7).
+const WIN: u32 = 40;
+
+/// The registers of the decoder, kept apart from the data so that a hot loop can hold them in
+/// locals (see [`ArithDecoder::parts`]).
+///
+/// The spec's `value` register (§2.7) is kept shifted left by [`WIN`] bits, and up to `WIN` bits
+/// of the following stream sit below it, so bytes are fetched several at a time. The comparison
+/// `value < r << 7` only looks at whole multiples of 2^7, so the extra bits never change a bin.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DecState {
+    /// Bytes loaded into `value` (may exceed the length: those bytes read as zero).
+    pos: usize,
+    /// The spec's `value << WIN`, plus `avail` valid look-ahead bits just below it.
+    value: u64,
+    range: u32,
+    avail: u32,
+}
+
+/// Loads whole bytes below the `avail` valid look-ahead bits; returns `(pos, value, avail)`.
+#[cold]
+#[inline(never)]
+fn refill(data: &[u8], pos: usize, value: u64, avail: u32) -> (usize, u64, u32) {
+    let k = ((WIN - avail) / 8) as usize;
+    let chunk = match data.get(pos..pos + 8) {
+        Some(c) => u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        None => {
+            let mut c = [0u8; 8];
+            for (i, x) in c.iter_mut().enumerate() {
+                *x = data.get(pos + i).copied().unwrap_or(0);
+            }
+            u64::from_be_bytes(c)
+        }
+    };
+    let bits = 8 * k as u32;
+    let value = value | (chunk >> (64 - bits)) << (WIN - avail - bits);
+    (pos + k, value, avail + bits)
+}
+
+impl DecState {
+    /// Makes at least 8 look-ahead bits available (a regular bin shifts by at most 7).
+    #[inline(always)]
+    fn ensure(&mut self, data: &[u8]) {
+        if self.avail < 8 {
+            (self.pos, self.value, self.avail) = refill(data, self.pos, self.value, self.avail);
+        }
+    }
+
+    /// The spec decoder's `pos`: bytes it would have read so far.
+    #[inline(always)]
+    pub(crate) fn spec_pos(&self) -> usize {
+        self.pos - self.avail.div_ceil(8) as usize
+    }
+
+    /// Whether the spec decoder would have read past the end of `data` by now.
+    #[inline(always)]
+    pub(crate) fn overrun(&self, data: &[u8]) -> bool {
+        self.pos > data.len() && self.spec_pos() > data.len()
+    }
+
+    /// Decodes one context-coded bin and adapts the model (spec §2.8).
+    #[inline(always)]
+    pub(crate) fn decode_bin(&mut self, data: &[u8], model: &mut ContextModel) -> u32 {
+        self.ensure(data);
+        let r_lps = model.rlps(self.range);
+        let r_mps = self.range - r_lps;
+        let scaled = (r_mps as u64) << (7 + WIN);
+        let lps = self.value >= scaled;
+        let bin = model.mps() ^ lps as u32;
+        self.value -= if lps { scaled } else { 0 };
+        let range = if lps { r_lps } else { r_mps };
+        let n = range.leading_zeros() - 23;
+        self.range = range << n;
+        self.value <<= n;
+        self.avail -= n;
+        model.update(bin);
+        bin
+    }
+
+    /// Decodes `n` (<= 32) bypass bins, MSB first (spec §2.9).
+    #[inline(always)]
+    pub(crate) fn decode_bypass_bits(&mut self, data: &[u8], n: u32) -> u32 {
+        let mut v = 0u32;
+        let scaled = (self.range as u64) << (7 + WIN);
+        let mut left = n.min(32);
+        while left > 0 {
+            self.ensure(data);
+            let k = left.min(8);
+            left -= k;
+            for _ in 0..k {
+                self.value <<= 1;
+                let one = self.value >= scaled;
+                self.value -= if one { scaled } else { 0 };
+                v = (v << 1) | one as u32;
+            }
+            self.avail -= k;
+        }
+        v
+    }
+}
+
 /// Arithmetic decoder over a borrowed byte slice.
 ///
-/// Reading past the end of the data does not panic: it yields zero bytes and sets a sticky
-/// flag that every public decoding step checks, so a truncated stream becomes
-/// [`Error::Truncated`] and decoding time stays bounded by the caller's checks.
+/// Reading past the end of the data does not panic: missing bytes read as zeros, and every
+/// public decoding step can check whether the spec's decoder would have read past the end, so a
+/// truncated stream becomes [`Error::Truncated`] and decoding time stays bounded by the
+/// caller's checks.
 #[derive(Clone, Debug)]
 pub struct ArithDecoder<B: AsRef<[u8]>> {
     data: B,
-    pos: usize,
-    value: u32,
-    range: u32,
-    bits_needed: i32,
-    overrun: bool,
+    st: DecState,
 }
 
 impl<B: AsRef<[u8]>> ArithDecoder<B> {
     /// Starts decoding `data` (spec §2.7). A stream is at least two bytes long.
     pub fn new(data: B) -> Result<Self> {
         let value = match data.as_ref() {
-            [b0, b1, ..] => ((*b0 as u32) << 8) | *b1 as u32,
+            [b0, b1, ..] => ((*b0 as u64) << 8) | *b1 as u64,
             _ => return Err(Error::Truncated),
         };
+        let (pos, value, avail) = refill(data.as_ref(), 2, value << WIN, 0);
         Ok(ArithDecoder {
             data,
-            pos: 2,
-            value,
-            range: 510,
-            bits_needed: -8,
-            overrun: false,
+            st: DecState {
+                pos,
+                value,
+                range: 510,
+                avail,
+            },
         })
     }
 
+    /// The data and the registers, for loops that keep the registers in locals.
     #[inline(always)]
-    fn read_byte(&mut self) -> u32 {
-        match self.data.as_ref().get(self.pos) {
-            Some(&b) => {
-                self.pos += 1;
-                b as u32
-            }
-            None => {
-                self.overrun = true;
-                0
-            }
-        }
+    pub(crate) fn parts(&mut self) -> (&[u8], &mut DecState) {
+        (self.data.as_ref(), &mut self.st)
     }
 
     /// Errors if any bin so far needed bytes past the end of the data.
     #[inline(always)]
     pub fn check(&self) -> Result<()> {
-        if self.overrun {
+        if self.st.overrun(self.data.as_ref()) {
             Err(Error::Truncated)
         } else {
             Ok(())
@@ -234,87 +321,46 @@ impl<B: AsRef<[u8]>> ArithDecoder<B> {
 
     /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
-        self.data.as_ref().len().saturating_sub(self.pos)
+        self.data.as_ref().len().saturating_sub(self.st.spec_pos())
     }
 
     /// Number of bytes read so far.
     pub fn position(&self) -> usize {
-        self.pos
+        self.st.spec_pos()
     }
 
     /// Decodes one context-coded bin and adapts the model.
     #[inline(always)]
     pub fn decode_bin(&mut self, model: &mut ContextModel) -> u32 {
-        let r_lps = model.rlps(self.range);
-        let r_mps = self.range - r_lps;
-        let mps = model.mps();
-        let bin;
-        if self.value < (r_mps << 7) {
-            bin = mps;
-            self.range = r_mps;
-            if r_mps >= 256 {
-                model.update(bin);
-                return bin;
-            }
-        } else {
-            bin = 1 - mps;
-            self.value -= r_mps << 7;
-            self.range = r_lps;
-        }
-        let n = self.range.leading_zeros() as i32 - 23;
-        self.range <<= n;
-        self.value <<= n;
-        self.bits_needed += n;
-        if self.bits_needed >= 0 {
-            self.value += self.read_byte() << self.bits_needed;
-            self.bits_needed -= 8;
-        }
-        model.update(bin);
-        bin
+        let (data, st) = self.parts();
+        st.decode_bin(data, model)
     }
 
     /// Decodes one equiprobable bin.
     #[inline(always)]
     pub fn decode_bypass(&mut self) -> u32 {
-        self.value <<= 1;
-        self.bits_needed += 1;
-        if self.bits_needed >= 0 {
-            self.value += self.read_byte();
-            self.bits_needed = -8;
-        }
-        let scaled = self.range << 7;
-        if self.value >= scaled {
-            self.value -= scaled;
-            1
-        } else {
-            0
-        }
+        self.decode_bypass_bits(1)
     }
 
     /// Decodes `n` (<= 32) bypass bins, MSB first, as an unsigned value.
     #[inline]
     pub fn decode_bypass_bits(&mut self, n: u32) -> u32 {
-        let mut v = 0u32;
-        for _ in 0..n.min(32) {
-            v = (v << 1) | self.decode_bypass();
-        }
-        v
+        let (data, st) = self.parts();
+        st.decode_bypass_bits(data, n)
     }
 
     /// Decodes the terminating bin.
     pub fn decode_terminate(&mut self) -> bool {
-        self.range -= 2;
-        if self.value >= (self.range << 7) {
+        let (data, st) = self.parts();
+        st.ensure(data);
+        st.range -= 2;
+        if st.value >= (st.range as u64) << (7 + WIN) {
             true
         } else {
-            if self.range < 256 {
-                self.range <<= 1;
-                self.value <<= 1;
-                self.bits_needed += 1;
-                if self.bits_needed == 0 {
-                    self.value += self.read_byte();
-                    self.bits_needed = -8;
-                }
+            if st.range < 256 {
+                st.range <<= 1;
+                st.value <<= 1;
+                st.avail -= 1;
             }
             false
         }
@@ -327,7 +373,7 @@ impl<B: AsRef<[u8]>> ArithDecoder<B> {
         if !end {
             return Err(Error::Corrupt("terminating bin not received"));
         }
-        Ok(self.pos)
+        Ok(self.st.spec_pos())
     }
 }
 

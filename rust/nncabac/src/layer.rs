@@ -1,11 +1,12 @@
 //! The payload of one tensor ("layer"): header flags, signalled initialisation sets and the
 //! levels in scan order 0 (spec §6–§8).
 
-use crate::binarization::{binarize, decode_level, BinSink};
+use crate::binarization::{binarize, decode_level_with, BinSink};
 use crate::contexts::{ContextLayout, ContextModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
-use crate::engine::{ArithDecoder, ArithEncoder};
+use crate::contexts::{DELTA_B, NEXT_A};
+use crate::engine::{ArithDecoder, ArithEncoder, DecState};
 use crate::error::{Error, Result};
-use crate::tables::STATE_TRANS;
+use crate::tables::{EST_BITS, INIT_SETS, STATE_TRANS};
 
 /// Parameters a decoder must be told out of band (in NNC they come from the NDU header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,20 +138,35 @@ impl BinSink for Writer<'_> {
     }
 }
 
-/// Per-context estimators for all nine initialisation sets, run in lockstep (spec §8).
-struct Trial<'a> {
-    models: &'a mut [[ContextModel; NUM_INIT_SETS]],
-    acc: &'a mut [[u64; NUM_INIT_SETS]],
+/// Records the regular bins of each context, bit-packed, for the trial pass (spec §8).
+#[derive(Default, Debug, Clone)]
+struct BitBuf {
+    cur: u64,
+    n: u32,
+    words: Vec<u64>,
 }
 
-impl BinSink for Trial<'_> {
+impl BitBuf {
+    #[inline(always)]
+    fn push(&mut self, bin: u32) {
+        self.cur |= ((bin & 1) as u64) << self.n;
+        self.n += 1;
+        if self.n == 64 {
+            self.words.push(self.cur);
+            self.cur = 0;
+            self.n = 0;
+        }
+    }
+}
+
+struct Recorder<'a> {
+    bufs: &'a mut [BitBuf],
+}
+
+impl BinSink for Recorder<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
-        let (models, acc) = (&mut self.models[ctx], &mut self.acc[ctx]);
-        for e in 0..NUM_INIT_SETS {
-            acc[e] += models[e].est_bits(bin) as u64;
-            models[e].update(bin);
-        }
+        self.bufs[ctx].push(bin);
     }
     #[inline(always)]
     fn bypass(&mut self, _value: u32, _n: u32) {}
@@ -160,8 +176,7 @@ impl BinSink for Trial<'_> {
 #[derive(Default, Debug, Clone)]
 pub(crate) struct Scratch {
     ctx: Vec<ContextModel>,
-    trial: Vec<[ContextModel; NUM_INIT_SETS]>,
-    acc: Vec<[u64; NUM_INIT_SETS]>,
+    bins: Vec<BitBuf>,
 }
 
 impl Scratch {
@@ -172,37 +187,234 @@ impl Scratch {
 }
 
 /// Initialisation set per context chosen by the reference encoder's trial pass (spec §8).
+///
+/// The bins of every context are recorded first; then the nine trial models of each context run
+/// over that context's own bin sequence (see [`trial_costs`]).
 fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch) -> Vec<u8> {
     let layout = params.layout();
     let g = params.num_gtx_flags;
-    let fresh: [ContextModel; NUM_INIT_SETS] = core::array::from_fn(ContextModel::new);
-    scratch.trial.clear();
-    scratch.trial.resize(layout.len(), fresh);
-    scratch.acc.clear();
-    scratch.acc.resize(layout.len(), [0; NUM_INIT_SETS]);
-    let mut trial = Trial {
-        models: &mut scratch.trial,
-        acc: &mut scratch.acc,
+    scratch.bins.resize_with(layout.len(), BitBuf::default);
+    for b in scratch.bins.iter_mut() {
+        b.cur = 0;
+        b.n = 0;
+        b.words.clear();
+    }
+    let mut rec = Recorder {
+        bufs: &mut scratch.bins[..layout.len()],
     };
-    let (mut state, mut prev) = (0u32, 0i64);
-    for &x in levels {
-        let x = x as i64;
-        // The reference binarizes the caller's value (not the coded level) here: quirk of §8.
-        binarize(&mut trial, layout, g, x, state, prev);
-        prev = x;
-        if params.dq_flag {
+    if params.dq_flag {
+        let (mut state, mut prev) = (0u32, 0i64);
+        for &x in levels {
+            let x = x as i64;
+            // The reference binarizes the caller's value (not the coded level) here: quirk of §8.
+            binarize(&mut rec, layout, g, x, state, prev);
+            prev = x;
             state = next_state(state, coded_level(x, state));
+        }
+    } else {
+        let mut prev = 0i64;
+        for &x in levels {
+            let x = x as i64;
+            binarize(&mut rec, layout, g, x, 0, prev);
+            prev = x;
         }
     }
     let mut sets = vec![0u8; layout.len()];
     for c in layout.signalled(params.dq_flag) {
-        let costs = &scratch.acc[c];
+        let buf = &scratch.bins[c];
+        if buf.words.is_empty() && buf.n == 0 {
+            continue; // every cost is 0: set 0 wins
+        }
+        let costs = trial_costs(&buf.words, buf.cur, buf.n);
         let cost = |e: usize| costs[e] + if e > 0 { 3 * 32768 } else { 0 };
         let best =
             (1..NUM_INIT_SETS).fold(0, |best, e| if cost(e) < cost(best) { e } else { best });
         sets[c] = best as u8;
     }
     sets
+}
+
+/// Bit estimates split by bin: `[bin][512 + (p >> 3)]`.
+static EST_SPLIT: [[u32; 1024]; 2] = {
+    let mut t = [[0u32; 1024]; 2];
+    let mut i = 0;
+    while i < 1024 {
+        t[0][i] = EST_BITS[i][0];
+        t[1][i] = EST_BITS[i][1];
+        i += 1;
+    }
+    t
+};
+
+/// One trial model: state and accumulated cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Lane {
+    a: i32,
+    b: i32,
+    acc: u64,
+}
+
+/// Advances one trial model by one bin (`t = bin - 1`), adding its cost to `acc`.
+#[inline(always)]
+fn step(
+    a: &mut i32,
+    b: &mut i32,
+    acc: &mut u64,
+    t: i32,
+    est: &[u32; 1024],
+    na: &[i16; 256],
+    db: &[i16; 32],
+) {
+    let p = (*a << 4) + *b;
+    *acc += est[((p >> 3) + 512) as usize & 1023] as u64;
+    *a = na[(*a + 128) as usize & 255] as i32;
+    *b += db[(((*b + t) >> 7) + 16) as usize & 31] as i32;
+}
+
+/// Runs the distinct lanes of all four shift groups over `n` bins of `bits` (LSB first), all
+/// interleaved so that the per-lane dependency chains overlap.
+///
+/// `idx` lists the running lanes: `N0` of group 0 (shifts 5, 4), one of group 1 (4, 5), `N2` of
+/// group 2 (6, 6) and `N3` of group 3 (7, 5), in that order.
+#[inline(always)]
+fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
+    lanes: &mut [Lane; NUM_INIT_SETS],
+    idx: &[usize],
+    bits: u64,
+    n: u32,
+) {
+    let mut a = [0i32; NUM_INIT_SETS];
+    let mut b = [0i32; NUM_INIT_SETS];
+    let mut acc = [0u64; NUM_INIT_SETS];
+    let total = N0 + 1 + N2 + N3;
+    for k in 0..total {
+        let l = lanes[idx[k]];
+        (a[k], b[k], acc[k]) = (l.a, l.b, l.acc);
+    }
+    for i in 0..n {
+        let bin = ((bits >> i) & 1) as usize;
+        let t = bin as i32 - 1;
+        let est = &EST_SPLIT[bin];
+        let (na0, db0) = (&NEXT_A[1][bin], &DELTA_B[0][bin]);
+        let (na1, db1) = (&NEXT_A[0][bin], &DELTA_B[1][bin]);
+        let (na2, db2) = (&NEXT_A[2][bin], &DELTA_B[2][bin]);
+        let (na3, db3) = (&NEXT_A[3][bin], &DELTA_B[1][bin]);
+        for k in 0..N0 {
+            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na0, db0);
+        }
+        let k = N0;
+        step(&mut a[k], &mut b[k], &mut acc[k], t, est, na1, db1);
+        for k in N0 + 1..N0 + 1 + N2 {
+            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na2, db2);
+        }
+        for k in N0 + 1 + N2..total {
+            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na3, db3);
+        }
+    }
+    for k in 0..total {
+        lanes[idx[k]] = Lane {
+            a: a[k],
+            b: b[k],
+            acc: acc[k],
+        };
+    }
+}
+
+/// The shift groups of the nine sets: models of one group whose states coincide stay equal.
+const GROUPS: [&[usize]; 4] = [&[0, 1, 2], &[3], &[4, 5, 6], &[7, 8]];
+
+/// Runs the distinct lanes of each group over one word of bins.
+fn run_word(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u64, n: u32) {
+    let mut idx = [0usize; NUM_INIT_SETS];
+    let mut k = 0;
+    for grp in active {
+        for &l in grp {
+            idx[k] = l;
+            k += 1;
+        }
+    }
+    let idx = &idx[..k];
+    macro_rules! dispatch {
+        ($(($n0:literal, $n2:literal, $n3:literal)),*) => {
+            match (active[0].len(), active[2].len(), active[3].len()) {
+                $(($n0, $n2, $n3) => run_lanes::<$n0, $n2, $n3>(lanes, idx, bits, n),)*
+                _ => unreachable!("every group keeps one lane"),
+            }
+        };
+    }
+    dispatch!(
+        (1, 1, 1),
+        (1, 1, 2),
+        (1, 2, 1),
+        (1, 2, 2),
+        (1, 3, 1),
+        (1, 3, 2),
+        (2, 1, 1),
+        (2, 1, 2),
+        (2, 2, 1),
+        (2, 2, 2),
+        (2, 3, 1),
+        (2, 3, 2),
+        (3, 1, 1),
+        (3, 1, 2),
+        (3, 2, 1),
+        (3, 2, 2),
+        (3, 3, 1),
+        (3, 3, 2)
+    );
+}
+
+/// Costs `acc[e]` of spec §8 for one context's bin sequence: full words, then `n` bins of `last`.
+///
+/// Models of the same shift group whose `(a, b)` become equal stay equal forever, so from then on
+/// only one of them runs and the others keep a constant offset in cost.
+fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
+    let mut lanes: [Lane; NUM_INIT_SETS] = core::array::from_fn(|e| {
+        let (_, _, p, a) = INIT_SETS[e];
+        Lane {
+            a: a as i32,
+            b: (p - 16 * a) as i32,
+            acc: 0,
+        }
+    });
+    // rep[e]: the lane that runs for set e; off[e]: acc[e] - acc[rep[e]].
+    let mut rep: [usize; NUM_INIT_SETS] = core::array::from_fn(|e| e);
+    let mut off = [0i64; NUM_INIT_SETS];
+    let mut active: [Vec<usize>; 4] = core::array::from_fn(|g| GROUPS[g].to_vec());
+    let mut merge = |lanes: &[Lane; NUM_INIT_SETS], active: &mut [Vec<usize>; 4]| {
+        for grp in active.iter_mut() {
+            let mut i = 0;
+            while i < grp.len() {
+                let x = grp[i];
+                let mut j = i + 1;
+                while j < grp.len() {
+                    let y = grp[j];
+                    if lanes[x].a == lanes[y].a && lanes[x].b == lanes[y].b {
+                        let d = lanes[y].acc as i64 - lanes[x].acc as i64;
+                        for e in 0..NUM_INIT_SETS {
+                            if rep[e] == y {
+                                rep[e] = x;
+                                off[e] += d;
+                            }
+                        }
+                        grp.remove(j);
+                    } else {
+                        j += 1;
+                    }
+                }
+                i += 1;
+            }
+        }
+    };
+    merge(&lanes, &mut active);
+    for &w in words {
+        run_word(&mut lanes, &active, w, 64);
+        if active[0].len() + active[2].len() + active[3].len() > 3 {
+            merge(&lanes, &mut active);
+        }
+    }
+    run_word(&mut lanes, &active, last, n);
+    core::array::from_fn(|e| (lanes[rep[e]].acc as i64 + off[e]) as u64)
 }
 
 /// Encodes one layer's payload into `enc` (spec §6.3).
@@ -307,11 +519,34 @@ pub(crate) fn decode_layer<B: AsRef<[u8]>>(
     dec.check()?;
     let remaining = dec.remaining();
     out.reserve(n.min(max_levels_for(remaining)));
+    let (data, st) = dec.parts();
+    let mut regs = *st;
+    let res = if params.dq_flag {
+        decode_levels::<true>(data, &mut regs, ctx, layout, n, out)
+    } else {
+        decode_levels::<false>(data, &mut regs, ctx, layout, n, out)
+    };
+    *st = regs;
+    res
+}
+
+/// The level loop of [`decode_layer`], with the decoder's registers in locals.
+#[inline(always)]
+fn decode_levels<const DQ: bool>(
+    data: &[u8],
+    st: &mut DecState,
+    ctx: &mut [ContextModel],
+    layout: ContextLayout,
+    n: usize,
+    out: &mut Vec<i32>,
+) -> Result<()> {
     let (mut state, mut prev) = (0u32, 0i64);
     for _ in 0..n {
-        let level = decode_level(dec, ctx, layout, state, prev)?;
-        dec.check()?;
-        let r = if params.dq_flag {
+        let level = decode_level_with(data, st, ctx, layout, state, prev)?;
+        if st.overrun(data) {
+            return Err(Error::Truncated);
+        }
+        let r = if DQ {
             let r = reconstruction_index(level, state);
             state = next_state(state, level);
             i32::try_from(r).map_err(|_| Error::Corrupt("reconstruction index exceeds int32"))?
@@ -327,6 +562,7 @@ pub(crate) fn decode_layer<B: AsRef<[u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn shape_rules() {
@@ -355,6 +591,85 @@ mod tests {
         assert_eq!(coded_level(1, 0), 0);
         assert_eq!(coded_level(-1, 0), -1);
         assert_eq!(coded_level(2, 1), 1);
+    }
+
+    /// The trial pass of spec §8 written directly: nine models per context in lockstep.
+    fn reference_trial(levels: &[i32], params: &LayerParams) -> Vec<[u64; NUM_INIT_SETS]> {
+        struct Trial {
+            models: Vec<[ContextModel; NUM_INIT_SETS]>,
+            acc: Vec<[u64; NUM_INIT_SETS]>,
+        }
+        impl BinSink for Trial {
+            fn regular(&mut self, ctx: usize, bin: u32) {
+                for e in 0..NUM_INIT_SETS {
+                    self.acc[ctx][e] += self.models[ctx][e].est_bits(bin) as u64;
+                    self.models[ctx][e].update(bin);
+                }
+            }
+            fn bypass(&mut self, _value: u32, _n: u32) {}
+        }
+        let layout = params.layout();
+        let mut t = Trial {
+            models: vec![core::array::from_fn(ContextModel::new); layout.len()],
+            acc: vec![[0; NUM_INIT_SETS]; layout.len()],
+        };
+        let (mut state, mut prev) = (0u32, 0i64);
+        for &x in levels {
+            let x = x as i64;
+            binarize(&mut t, layout, params.num_gtx_flags, x, state, prev);
+            prev = x;
+            if params.dq_flag {
+                state = next_state(state, coded_level(x, state));
+            }
+        }
+        t.acc
+    }
+
+    fn trial_matches_reference(levels: &[i32], params: &LayerParams) {
+        let want = reference_trial(levels, params);
+        let mut s = Scratch::default();
+        let sets = choose_init_sets(levels, params, &mut s);
+        let layout = params.layout();
+        for c in layout.signalled(params.dq_flag) {
+            let b = &s.bins[c];
+            let got = trial_costs(&b.words, b.cur, b.n);
+            assert_eq!(got, want[c], "context {c}");
+            let cost = |e: usize| want[c][e] + if e > 0 { 3 * 32768 } else { 0 };
+            let best = (1..NUM_INIT_SETS).fold(0, |m, e| if cost(e) < cost(m) { e } else { m });
+            assert_eq!(sets[c] as usize, best, "context {c}");
+        }
+    }
+
+    fn level() -> impl Strategy<Value = i32> {
+        prop_oneof![
+            8 => Just(0),
+            4 => -2i32..=2,
+            2 => -40i32..=40,
+            1 => any::<i32>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn trial_pass_equals_lockstep_reference(
+            levels in proptest::collection::vec(level(), 0..3000),
+            dq in any::<bool>(),
+            g in 1u32..=40,
+        ) {
+            let p = LayerParams { dq_flag: dq, num_gtx_flags: g, ..Default::default() };
+            trial_matches_reference(&levels, &p);
+        }
+
+        #[test]
+        fn trial_pass_on_long_skewed_runs(
+            runs in proptest::collection::vec((0usize..3000, -3i32..=3), 1..12),
+            dq in any::<bool>(),
+        ) {
+            let levels: Vec<i32> = runs.iter().flat_map(|&(n, v)| std::iter::repeat(v).take(n)).collect();
+            let p = LayerParams { dq_flag: dq, num_gtx_flags: 3, ..Default::default() };
+            trial_matches_reference(&levels, &p);
+        }
     }
 
     #[test]
