@@ -22,9 +22,14 @@ fn laplacian(n: usize, scale: f64, seed: u64) -> Vec<i32> {
         .collect()
 }
 
+/// Median time, or the fastest one when `NNC_BEST` is set (steadier on a shared machine).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    if std::env::var_os("NNC_BEST").is_some() {
+        v[0]
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 fn main() {

@@ -3,16 +3,105 @@
 use crate::contexts::ContextModel;
 use crate::error::{Error, Result};
 
-/// Arithmetic encoder. Bytes accumulate in memory; [`ArithEncoder::finish`] returns them.
-#[derive(Clone, Debug)]
-pub struct ArithEncoder {
+/// `bits_left` below which bytes are moved out of `low`. The spec moves one byte out as soon as
+/// `bits_left < 12` (§2.2); letting up to three more bytes collect in the 64-bit `low` and
+/// moving them out together produces the same bytes (a carry reaches the same byte either way)
+/// with a third of the checks taken.
+const OUT_THRESHOLD: i32 = 12 - 24;
+
+/// The registers of the encoder that every bin touches, kept apart so that a hot loop can hold
+/// them in locals (see [`ArithEncoder::parts`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EncState {
     low: u64,
     range: u32,
     bits_left: i32,
+}
+
+/// Bytes moved out of `low`, and those held back because a carry may still reach them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EncOut {
     buffered: u8,
     n_buffered: u64,
     out: Vec<u8>,
     bins: u64,
+}
+
+impl EncOut {
+    /// Moves whole bytes out of `low` until `bits_left >= 12` (spec §2.2, repeated).
+    #[cold]
+    #[inline(never)]
+    fn write_out(&mut self, mut low: u64, mut bits_left: i32) -> (u64, i32) {
+        while bits_left < 12 {
+            let lead = (low >> (24 - bits_left)) as u32;
+            bits_left += 8;
+            low &= (1u64 << (32 - bits_left)) - 1;
+            if lead == 0xFF {
+                self.n_buffered += 1;
+            } else if self.n_buffered > 0 {
+                let carry = lead >> 8;
+                self.out.push(self.buffered.wrapping_add(carry as u8));
+                let fill = 0xFFu8.wrapping_add(carry as u8);
+                for _ in 1..self.n_buffered {
+                    self.out.push(fill);
+                }
+                self.buffered = lead as u8;
+                self.n_buffered = 1;
+            } else {
+                self.buffered = lead as u8;
+                self.n_buffered = 1;
+            }
+        }
+        (low, bits_left)
+    }
+}
+
+impl EncState {
+    #[inline(always)]
+    fn check_out(&mut self, out: &mut EncOut) {
+        if self.bits_left < OUT_THRESHOLD {
+            (self.low, self.bits_left) = out.write_out(self.low, self.bits_left);
+        }
+    }
+
+    /// Codes one context-coded bin and adapts the model (spec §2.3), branch-free.
+    #[inline(always)]
+    pub(crate) fn encode_bin(&mut self, out: &mut EncOut, bin: u32, model: &mut ContextModel) {
+        let r_lps = model.rlps(self.range);
+        let r_mps = self.range - r_lps;
+        let lps = bin != model.mps();
+        // An LPS skips the MPS sub-interval and keeps r_lps (>= 2, so at most 7 doublings bring
+        // it to 256..=511); an MPS needs at most one doubling.
+        self.low += if lps { r_mps as u64 } else { 0 };
+        let range = if lps { r_lps } else { r_mps };
+        let n = range.leading_zeros() - 23;
+        self.range = range << n;
+        self.low <<= n;
+        self.bits_left -= n as i32;
+        self.check_out(out);
+        model.update(bin);
+    }
+
+    /// Codes the low `n` bits of `value` (n <= 32) as bypass bins, MSB first (spec §2.4).
+    #[inline(always)]
+    pub(crate) fn encode_bypass_bits(&mut self, out: &mut EncOut, value: u32, n: u32) {
+        let mut left = n.min(32);
+        while left > 0 {
+            let k = left.min(8);
+            left -= k;
+            let chunk = (value >> left) & ((1u32 << k) - 1);
+            self.low = (self.low << k) + self.range as u64 * chunk as u64;
+            self.bits_left -= k as i32;
+            self.check_out(out);
+        }
+    }
+}
+
+/// Arithmetic encoder. Bytes accumulate in memory; [`ArithEncoder::finish`] returns them.
+#[derive(Clone, Debug)]
+pub struct ArithEncoder {
+    st: EncState,
+    out: EncOut,
 }
 
 impl Default for ArithEncoder {
@@ -25,148 +114,110 @@ impl ArithEncoder {
     /// A fresh encoder (range 510, nothing written).
     pub fn new() -> Self {
         ArithEncoder {
-            low: 0,
-            range: 510,
-            bits_left: 23,
-            buffered: 0,
-            n_buffered: 0,
-            out: Vec::new(),
-            bins: 0,
+            st: EncState {
+                low: 0,
+                range: 510,
+                bits_left: 23,
+            },
+            out: EncOut::default(),
         }
+    }
+
+    /// The registers and the output, for loops that keep the registers in locals.
+    #[inline(always)]
+    pub(crate) fn parts(&mut self) -> (&mut EncState, &mut EncOut) {
+        (&mut self.st, &mut self.out)
+    }
+
+    /// Counts `n` bins coded by a caller of [`ArithEncoder::parts`].
+    #[inline(always)]
+    pub(crate) fn add_bins(&mut self, n: u64) {
+        self.out.bins += n;
     }
 
     /// Number of bins coded so far (regular, bypass and terminating).
     pub fn bins_coded(&self) -> u64 {
-        self.bins
+        self.out.bins
     }
 
-    /// Bytes emitted so far (not counting those still held back for a carry).
+    /// Bytes emitted so far (not counting those still held back for a carry or not yet moved
+    /// out of the coder's registers).
     pub fn bytes_written(&self) -> usize {
-        self.out.len()
-    }
-
-    #[inline(always)]
-    fn check_out(&mut self) {
-        if self.bits_left < 12 {
-            self.write_out();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn write_out(&mut self) {
-        let lead = (self.low >> (24 - self.bits_left)) as u32;
-        self.bits_left += 8;
-        self.low &= 0xFFFF_FFFFu64 >> self.bits_left;
-        if lead == 0xFF {
-            self.n_buffered += 1;
-        } else if self.n_buffered > 0 {
-            let carry = lead >> 8;
-            self.out.push(self.buffered.wrapping_add(carry as u8));
-            let fill = 0xFFu8.wrapping_add(carry as u8);
-            for _ in 1..self.n_buffered {
-                self.out.push(fill);
-            }
-            self.buffered = lead as u8;
-            self.n_buffered = 1;
-        } else {
-            self.buffered = lead as u8;
-            self.n_buffered = 1;
-        }
+        self.out.out.len()
     }
 
     /// Codes one context-coded bin and adapts the model.
     #[inline(always)]
     pub fn encode_bin(&mut self, bin: u32, model: &mut ContextModel) {
-        self.bins += 1;
-        let r_lps = model.rlps(self.range);
-        let r_mps = self.range - r_lps;
-        let lps = bin != model.mps();
-        // Branch-free: an LPS skips the MPS sub-interval and keeps r_lps (>= 2, so at most 7
-        // doublings bring it to 256..=511); an MPS needs at most one doubling.
-        self.low += if lps { r_mps as u64 } else { 0 };
-        let range = if lps { r_lps } else { r_mps };
-        let n = range.leading_zeros() - 23;
-        self.range = range << n;
-        self.low <<= n;
-        self.bits_left -= n as i32;
-        self.check_out();
-        model.update(bin);
+        self.out.bins += 1;
+        self.st.encode_bin(&mut self.out, bin, model);
     }
 
     /// Codes one equiprobable bin.
     #[inline(always)]
     pub fn encode_bypass(&mut self, bin: u32) {
-        self.bins += 1;
-        self.low = (self.low << 1) + if bin != 0 { self.range as u64 } else { 0 };
-        self.bits_left -= 1;
-        self.check_out();
+        self.encode_bypass_bits(bin & 1, 1);
     }
 
     /// Codes the low `n` bits of `value` (n <= 32) as bypass bins, MSB first.
     #[inline]
     pub fn encode_bypass_bits(&mut self, value: u32, n: u32) {
-        let mut left = n.min(32);
-        self.bins += left as u64;
-        while left > 0 {
-            let k = left.min(8);
-            left -= k;
-            let chunk = (value >> left) & ((1u32 << k) - 1);
-            self.low = (self.low << k) + self.range as u64 * chunk as u64;
-            self.bits_left -= k as i32;
-            self.check_out();
-        }
+        self.out.bins += n.min(32) as u64;
+        self.st.encode_bypass_bits(&mut self.out, value, n);
     }
 
     /// Codes the terminating bin.
     pub fn encode_terminate(&mut self, bin: bool) {
-        self.bins += 1;
-        self.range -= 2;
+        self.out.bins += 1;
+        let st = &mut self.st;
+        st.range -= 2;
         if bin {
-            self.low = (self.low + self.range as u64) << 7;
-            self.range = 256;
-            self.bits_left -= 7;
-        } else if self.range >= 256 {
+            st.low = (st.low + st.range as u64) << 7;
+            st.range = 256;
+            st.bits_left -= 7;
+        } else if st.range >= 256 {
             return;
         } else {
-            self.low <<= 1;
-            self.range <<= 1;
-            self.bits_left -= 1;
+            st.low <<= 1;
+            st.range <<= 1;
+            st.bits_left -= 1;
         }
-        self.check_out();
+        st.check_out(&mut self.out);
     }
 
     /// Codes the terminating bin 1, flushes and returns the stream.
     pub fn finish(mut self) -> Vec<u8> {
         self.encode_terminate(true);
         self.flush();
-        self.out
+        self.out.out
     }
 
     fn flush(&mut self) {
-        if (self.low >> (32 - self.bits_left)) != 0 {
-            self.out.push(self.buffered.wrapping_add(1));
-            for _ in 1..self.n_buffered {
-                self.out.push(0x00);
+        let (mut low, bits_left) = self.out.write_out(self.st.low, self.st.bits_left);
+        let o = &mut self.out;
+        if (low >> (32 - bits_left)) != 0 {
+            o.out.push(o.buffered.wrapping_add(1));
+            for _ in 1..o.n_buffered {
+                o.out.push(0x00);
             }
-            self.low -= 1u64 << (32 - self.bits_left);
+            low -= 1u64 << (32 - bits_left);
         } else {
-            if self.n_buffered > 0 {
-                self.out.push(self.buffered);
+            if o.n_buffered > 0 {
+                o.out.push(o.buffered);
             }
-            for _ in 1..self.n_buffered {
-                self.out.push(0xFF);
+            for _ in 1..o.n_buffered {
+                o.out.push(0xFF);
             }
         }
-        let pending = (24 - self.bits_left) as u32;
-        let bits = ((self.low >> 8) << 1) | 1;
+        let pending = (24 - bits_left) as u32;
+        let bits = ((low >> 8) << 1) | 1;
         let total = pending + 1;
         let padded = total.div_ceil(8) * 8;
         let bits = bits << (padded - total);
         let mut k = padded;
         while k > 0 {
             k -= 8;
-            self.out.push((bits >> k) as u8);
+            o.out.push((bits >> k) as u8);
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::binarization::{binarize, decode_level_with, BinSink};
 use crate::contexts::{ContextLayout, ContextModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
 use crate::contexts::{DELTA_B, NEXT_A};
-use crate::engine::{ArithDecoder, ArithEncoder, DecState};
+use crate::engine::{ArithDecoder, ArithEncoder, DecState, EncOut, EncState};
 use crate::error::{Error, Result};
 use crate::tables::{EST_BITS, INIT_SETS, STATE_TRANS};
 
@@ -122,19 +122,24 @@ pub fn next_state(state: u32, level: i64) -> u32 {
     STATE_TRANS[(state & 7) as usize][(level & 1) as usize] as u32
 }
 
+/// Codes bins with the encoder's registers in a local (`st`), counting them.
 struct Writer<'a> {
-    enc: &'a mut ArithEncoder,
+    st: EncState,
+    out: &'a mut EncOut,
     ctx: &'a mut [ContextModel],
+    bins: u64,
 }
 
 impl BinSink for Writer<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
-        self.enc.encode_bin(bin, &mut self.ctx[ctx]);
+        self.bins += 1;
+        self.st.encode_bin(self.out, bin, &mut self.ctx[ctx]);
     }
     #[inline(always)]
     fn bypass(&mut self, value: u32, n: u32) {
-        self.enc.encode_bypass_bits(value, n);
+        self.bins += n as u64;
+        self.st.encode_bypass_bits(self.out, value, n);
     }
 }
 
@@ -457,13 +462,31 @@ pub(crate) fn encode_layer(
         }
         ctx[c] = ContextModel::new(e as usize);
     }
-    let mut w = Writer { enc, ctx };
+    let bins = {
+        let (st, out) = enc.parts();
+        let mut w = Writer {
+            st: *st,
+            out,
+            ctx,
+            bins: 0,
+        };
+        encode_levels(&mut w, levels, layout, params);
+        *st = w.st;
+        w.bins
+    };
+    enc.add_bins(bins);
+    Ok(())
+}
+
+/// The level loop of [`encode_layer`].
+#[inline(always)]
+fn encode_levels(w: &mut Writer<'_>, levels: &[i32], layout: ContextLayout, params: &LayerParams) {
     let g = params.num_gtx_flags;
     if params.dq_flag {
         let (mut state, mut prev) = (0u32, 0i64);
         for &r in levels {
             let level = coded_level(r as i64, state);
-            binarize(&mut w, layout, g, level, state, prev);
+            binarize(w, layout, g, level, state, prev);
             prev = level;
             state = next_state(state, level);
         }
@@ -471,11 +494,10 @@ pub(crate) fn encode_layer(
         let mut prev = 0i64;
         for &r in levels {
             let level = r as i64;
-            binarize(&mut w, layout, g, level, 0, prev);
+            binarize(w, layout, g, level, 0, prev);
             prev = level;
         }
     }
-    Ok(())
 }
 
 /// Upper bound on the levels a stream of `bytes` bytes can hold: a bin consumes at least
