@@ -258,7 +258,9 @@ impl Header {
     /// Parses `head` (at least `header_span` bytes of a file of `file_len` bytes).
     #[new]
     fn new(py: Python<'_>, head: Vec<u8>, file_len: u64) -> PyResult<Self> {
-        let inner = py.detach(|| container::Header::parse(&head, file_len)).map_err(to_py)?;
+        let inner = py
+            .detach(|| container::Header::parse(&head, file_len))
+            .map_err(to_py)?;
         Ok(Header { inner })
     }
 
@@ -269,7 +271,11 @@ impl Header {
 
     /// The tensor table as a list of dicts, in file order.
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        self.inner.entries.iter().map(|e| entry_to_dict(py, e)).collect()
+        self.inner
+            .entries
+            .iter()
+            .map(|e| entry_to_dict(py, e))
+            .collect()
     }
 
     /// File offset of the payload area.

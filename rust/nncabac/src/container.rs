@@ -370,7 +370,9 @@ pub fn header_span(preamble: &[u8]) -> Result<usize> {
     let major = u16::from_le_bytes([preamble[8], preamble[9]]);
     let minor = u16::from_le_bytes([preamble[10], preamble[11]]);
     if major != MAJOR {
-        return Err(Error::Unsupported(format!("format version {major}.{minor} (this reader: {MAJOR}.x)")));
+        return Err(Error::Unsupported(format!(
+            "format version {major}.{minor} (this reader: {MAJOR}.x)"
+        )));
     }
     let mut len = [0u8; 8];
     len.copy_from_slice(&preamble[12..20]);
@@ -406,7 +408,10 @@ impl Header {
             return Err(Error::Corrupt("header checksum mismatch"));
         }
         let area = file_len.checked_sub(span as u64).ok_or(Error::Truncated)?;
-        let mut c = Cursor { data: &head[PREAMBLE..hend], pos: 0 };
+        let mut c = Cursor {
+            data: &head[PREAMBLE..hend],
+            pos: 0,
+        };
         let nmeta = c.u32()? as usize;
         if nmeta > c.remaining() / 6 {
             return Err(Error::Corrupt("metadata count exceeds the header"));
@@ -460,7 +465,12 @@ impl Header {
         }
         check_table(&entries)?;
         let minor = u16::from_le_bytes([head[10], head[11]]);
-        Ok(Header { metadata, entries, payload_start: span as u64, minor })
+        Ok(Header {
+            metadata,
+            entries,
+            payload_start: span as u64,
+            minor,
+        })
     }
 
     /// The entry called `name`.
@@ -516,8 +526,14 @@ impl<'a> Container<'a> {
     }
     /// The payload of `entry`, after verifying its checksum.
     pub fn payload(&self, entry: &TensorEntry) -> Result<&'a [u8]> {
-        let end = entry.offset.checked_add(entry.length).ok_or(Error::Truncated)?;
-        let bytes = self.payload.get(entry.offset as usize..end as usize).ok_or(Error::Truncated)?;
+        let end = entry
+            .offset
+            .checked_add(entry.length)
+            .ok_or(Error::Truncated)?;
+        let bytes = self
+            .payload
+            .get(entry.offset as usize..end as usize)
+            .ok_or(Error::Truncated)?;
         verify_payload(entry, bytes)?;
         Ok(bytes)
     }
@@ -663,7 +679,10 @@ mod tests {
         verify_payload(b, &bytes[start..start + b.length as usize]).unwrap();
         assert!(verify_payload(b, &bytes[start..start + 3]).is_err());
         // A file shorter than its table says is refused before any payload is read.
-        assert_eq!(Header::parse(&bytes[..span], bytes.len() as u64 - 1), Err(Error::Truncated));
+        assert_eq!(
+            Header::parse(&bytes[..span], bytes.len() as u64 - 1),
+            Err(Error::Truncated)
+        );
         let mut newer = bytes.clone();
         newer[8] = 2;
         assert!(matches!(header_span(&newer), Err(Error::Unsupported(_))));
