@@ -30,9 +30,16 @@ pub mod contexts;
 pub mod engine;
 pub mod error;
 pub mod layer;
+pub mod quant;
+pub mod rate;
 pub mod stream;
 pub mod tables;
+pub mod trellis;
 
 pub use error::{Error, Result};
 pub use layer::LayerParams;
+pub use quant::{
+    dequantize_layer, dequantize_layer_into, quantize_layer, quantize_layer_into, step_size,
+    QuantParams, Quantizer,
+};
 pub use stream::{Decoder, Encoder};
