@@ -252,28 +252,50 @@ static EST_SPLIT: [[u32; 1024]; 2] = {
 };
 
 /// One trial model: state and accumulated cost.
+///
+/// The estimates are kept offset so that no lookup needs an offset or a sign: `ia = a + 128`
+/// (0..=255) and `bo = b + 2048` (positive), so that `(16 ia + bo) >> 3 = 512 + (p >> 3)` is the
+/// bit-estimate index and `(bo - 1 + bin) >> 7 = 16 + ((b - 1 + bin) >> 7)` the `b` step index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Lane {
-    a: i32,
-    b: i32,
+    ia: u32,
+    bo: u32,
     acc: u64,
 }
+
+/// Next `a + 128` per `[shift_a - 4][bin][a + 128]`.
+static NEXT_IA: [[[u8; 256]; 2]; 4] = {
+    let mut t = [[[0u8; 256]; 2]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut bin = 0;
+        while bin < 2 {
+            let mut i = 0;
+            while i < 256 {
+                t[s][bin][i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
+                i += 1;
+            }
+            bin += 1;
+        }
+        s += 1;
+    }
+    t
+};
 
 /// Advances one trial model by one bin (`t = bin - 1`), adding its cost to `acc`.
 #[inline(always)]
 fn step(
-    a: &mut i32,
-    b: &mut i32,
+    ia: &mut u32,
+    bo: &mut u32,
     acc: &mut u64,
-    t: i32,
+    t: u32,
     est: &[u32; 1024],
-    na: &[i16; 256],
+    na: &[u8; 256],
     db: &[i16; 32],
 ) {
-    let p = (*a << 4) + *b;
-    *acc += est[((p >> 3) + 512) as usize & 1023] as u64;
-    *a = na[(*a + 128) as usize & 255] as i32;
-    *b += db[(((*b + t) >> 7) + 16) as usize & 31] as i32;
+    *acc += est[((*ia << 4) + *bo) as usize >> 3 & 1023] as u64;
+    *ia = na[*ia as usize & 255] as u32;
+    *bo = bo.wrapping_add(db[(bo.wrapping_add(t) >> 7) as usize & 31] as i32 as u32);
 }
 
 /// Runs the distinct lanes of all four shift groups over `n` bins of `bits` (LSB first), all
@@ -288,22 +310,22 @@ fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
     bits: u64,
     n: u32,
 ) {
-    let mut a = [0i32; NUM_INIT_SETS];
-    let mut b = [0i32; NUM_INIT_SETS];
+    let mut a = [0u32; NUM_INIT_SETS];
+    let mut b = [0u32; NUM_INIT_SETS];
     let mut acc = [0u64; NUM_INIT_SETS];
     let total = N0 + 1 + N2 + N3;
     for k in 0..total {
         let l = lanes[idx[k]];
-        (a[k], b[k], acc[k]) = (l.a, l.b, l.acc);
+        (a[k], b[k], acc[k]) = (l.ia, l.bo, l.acc);
     }
     for i in 0..n {
         let bin = ((bits >> i) & 1) as usize;
-        let t = bin as i32 - 1;
+        let t = (bin as u32).wrapping_sub(1);
         let est = &EST_SPLIT[bin];
-        let (na0, db0) = (&NEXT_A[1][bin], &DELTA_B[0][bin]);
-        let (na1, db1) = (&NEXT_A[0][bin], &DELTA_B[1][bin]);
-        let (na2, db2) = (&NEXT_A[2][bin], &DELTA_B[2][bin]);
-        let (na3, db3) = (&NEXT_A[3][bin], &DELTA_B[1][bin]);
+        let (na0, db0) = (&NEXT_IA[1][bin], &DELTA_B[0][bin]);
+        let (na1, db1) = (&NEXT_IA[0][bin], &DELTA_B[1][bin]);
+        let (na2, db2) = (&NEXT_IA[2][bin], &DELTA_B[2][bin]);
+        let (na3, db3) = (&NEXT_IA[3][bin], &DELTA_B[1][bin]);
         for k in 0..N0 {
             step(&mut a[k], &mut b[k], &mut acc[k], t, est, na0, db0);
         }
@@ -318,8 +340,8 @@ fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
     }
     for k in 0..total {
         lanes[idx[k]] = Lane {
-            a: a[k],
-            b: b[k],
+            ia: a[k],
+            bo: b[k],
             acc: acc[k],
         };
     }
@@ -377,8 +399,8 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
     let mut lanes: [Lane; NUM_INIT_SETS] = core::array::from_fn(|e| {
         let (_, _, p, a) = INIT_SETS[e];
         Lane {
-            a: a as i32,
-            b: (p - 16 * a) as i32,
+            ia: (a as i32 + 128) as u32,
+            bo: (p as i32 - 16 * a as i32 + 2048) as u32,
             acc: 0,
         }
     });
@@ -394,7 +416,7 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
                 let mut j = i + 1;
                 while j < grp.len() {
                     let y = grp[j];
-                    if lanes[x].a == lanes[y].a && lanes[x].b == lanes[y].b {
+                    if lanes[x].ia == lanes[y].ia && lanes[x].bo == lanes[y].bo {
                         let d = lanes[y].acc as i64 - lanes[x].acc as i64;
                         for e in 0..NUM_INIT_SETS {
                             if rep[e] == y {
