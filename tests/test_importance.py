@@ -12,7 +12,9 @@ from nncabac import importance  # noqa: E402
 
 def _batches(n: int, seed: int = 0) -> list[tuple]:
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(n)]
+    return [
+        (torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(n)
+    ]
 
 
 def test_fisher_matches_hand_computed_squared_gradients() -> None:
@@ -40,8 +42,9 @@ def test_fisher_ranks_unused_inputs_as_unimportant() -> None:
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     batches = [(x * torch.tensor([1.0, 1, 1, 0, 0, 0]), y) for x, y in _batches(4)]
-    imp = importance.fisher_diagonal(model, batches, torch.nn.functional.cross_entropy,
-                                     params=["0.weight"])  # fmt: skip
+    imp = importance.fisher_diagonal(
+        model, batches, torch.nn.functional.cross_entropy, params=["0.weight"]
+    )
     assert list(imp) == ["0.weight"]
     w = imp["0.weight"]
     assert w.shape == (8, 6)
@@ -58,9 +61,12 @@ def test_fisher_needs_data() -> None:
 def test_bn_importance_follows_the_channel_gain() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
         torch.nn.Linear(4 * 6 * 6, 5),
-    )  # fmt: skip
+    )
     bn = model[1]
     with torch.no_grad():
         bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5, 1.0]))

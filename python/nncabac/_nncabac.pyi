@@ -1,5 +1,7 @@
 """Type stubs of the compiled extension module (built from rust/nncabac-py)."""
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -46,3 +48,36 @@ class Decoder:
     @property
     def position(self) -> int: ...
     def finish(self) -> int: ...
+
+PREAMBLE_LEN: int
+
+def quantize_layer(
+    weights: npt.NDArray[np.float32],
+    *,
+    dq_flag: int,
+    qp: int,
+    qp_density: int,
+    lambda_scale: float,
+    max_num_no_rem: int,
+    general_profile_idc: int,
+    scan_order: int = 0,
+    importance: npt.NDArray[np.float32] | None = None,
+) -> tuple[npt.NDArray[np.int32], int]: ...
+def dequantize_layer(
+    levels: npt.NDArray[np.int32], *, qp: int, qp_density: int
+) -> npt.NDArray[np.float32]: ...
+def step_size(qp: int, qp_density: int) -> float: ...
+def header_span(preamble: bytes) -> int: ...
+def write_container(
+    metadata: list[tuple[str, str]], tensors: list[tuple[dict[str, Any], bytes]]
+) -> bytes: ...
+
+class Header:
+    def __init__(self, head: bytes, file_len: int) -> None: ...
+    def metadata(self) -> list[tuple[str, str]]: ...
+    def entries(self) -> list[dict[str, Any]]: ...
+    @property
+    def payload_start(self) -> int: ...
+    @property
+    def minor_version(self) -> int: ...
+    def verify(self, name: str, payload: bytes) -> None: ...

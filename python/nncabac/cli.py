@@ -1,10 +1,132 @@
-"""The ``nncabac`` command line."""
+"""The ``nncabac`` command line: compress, decompress, info, demo.
+
+Exit codes: 0 success, 1 a check failed (demo round trip), 2 usage or input error (missing,
+corrupt or unsupported file), 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import pickle
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _progress(label: str) -> Any:
+    """A one-line progress printer for rate-control steps (stderr, only on a terminal)."""
+    tty = sys.stderr.isatty()
+
+    def step(s: Any) -> None:
+        if tty:
+            print(
+                f"\r{label}: qp {s.qp:4d} -> {s.bits_per_weight:.3f} bits/weight"
+                f"{' ok' if s.accepted else ''}   ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return step
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from . import models
+
+    src = Path(args.input)
+    if not src.exists():
+        raise FileNotFoundError(f"no such file or folder: {src}")
+    policy: dict[str, Any] = dict(method=args.method, lambda_=args.lambda_, workers=args.workers)
+    if args.qp is not None and args.bits_per_weight is not None:
+        raise ValueError("give --qp or --bits-per-weight, not both")
+    if args.bits_per_weight is not None:
+        policy["bits_per_weight"] = args.bits_per_weight
+        policy["on_step"] = _progress("rate control")
+    else:
+        policy["qp"] = args.qp
+    t = time.perf_counter()
+    if src.is_dir():
+        report = models.compress_folder(src, args.output, **policy)
+    else:
+        report = models.compress(src, args.output, **policy)
+    if sys.stderr.isatty() and args.bits_per_weight is not None:
+        print(file=sys.stderr)
+    dt = time.perf_counter() - t
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        if args.verbose:
+            print(report.table())
+        n = sum(1 for _ in report.tensors)
+        print(
+            f"{src} -> {report.path}: {n} tensors, {report.original_bytes:,} -> "
+            f"{report.file_bytes:,} bytes ({report.ratio:.1f}x smaller) in {dt:.2f} s"
+        )
+    return 0
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from . import models
+
+    src, out = Path(args.input), Path(args.output)
+    if not src.exists():
+        raise FileNotFoundError(f"no such file or folder: {src}")
+    t = time.perf_counter()
+    if src.is_dir():
+        models.restore_folder(src, out)
+    elif out.suffix == ".safetensors":
+        models.save_safetensors(src, out)
+    elif out.suffix in (".pt", ".pth", ".bin"):
+        models.save_pt(src, out)
+    else:
+        raise ValueError(f"{out}: choose a .safetensors or .pt output")
+    print(f"{src} -> {out} in {time.perf_counter() - t:.2f} s")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from . import models
+
+    path = Path(args.file)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    rows = []
+    with models.safe_open(path) as f:
+        for name in f.keys():
+            e = f.entry(name)
+            if args.verify:
+                f.get_tensor(name)
+            rows.append(e | {"alias_of": e["name"] if e["name"] != name else None, "name": name})
+        meta = f.metadata()
+    size = path.stat().st_size
+    if args.json:
+        print(
+            json.dumps(
+                {"file": str(path), "bytes": size, "metadata": meta, "tensors": rows}, indent=2
+            )
+        )
+        return 0
+    print(f"{path}: {size:,} bytes, {len(rows)} tensors")
+    print(
+        f"{'tensor':40} {'shape':>18} {'dtype':>8} {'method':>9} {'qp':>5} {'bytes':>10} "
+        f"{'bits/w':>7} {'ratio':>7}"
+    )
+    for e in rows:
+        if e["alias_of"]:
+            print(f"{e['name'][:40]:40} {'(shares ' + e['alias_of'] + ')':>18}")
+            continue
+        report = models.TensorReport(
+            e["name"], tuple(e["shape"]), e["dtype"], e["method"], e["qp"], e["length"]
+        )
+        qp = str(e["qp"]) if e["method"] in ("uniform", "rdoq", "trellis") else "-"
+        print(
+            f"{e['name'][:40]:40} {str(tuple(e['shape'])):>18} {e['dtype']:>8} {e['method']:>9} "
+            f"{qp:>5} {e['length']:>10,} {report.bits_per_weight:>7.3f} {report.ratio:>7.1f}"
+        )
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -21,19 +143,63 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report.exact else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nncabac", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nncabac", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compress", help="compress a .safetensors/.pt file or a model folder")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--qp", type=int, default=None, help="quantization parameter (default -38)")
+    p.add_argument(
+        "--bits-per-weight",
+        type=float,
+        default=None,
+        help="choose the finest qp that meets this size",
+    )
+    p.add_argument("--method", choices=["uniform", "rdoq", "trellis"], default="trellis")
+    p.add_argument(
+        "--lambda",
+        dest="lambda_",
+        type=float,
+        default=None,
+        help="rate-distortion trade-off (default 1 for rdoq/trellis)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the per-tensor table")
+    p.set_defaults(func=_compress)
+
+    p = sub.add_parser("decompress", help="decode to .safetensors or .pt (or a model folder)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=_decompress)
+
+    p = sub.add_parser("info", help="per-tensor table of a compressed file")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verify", action="store_true", help="also decode and check every payload")
+    p.set_defaults(func=_info)
+
     p = sub.add_parser("demo", help="encode and decode a realistic 1M-weight layer")
     p.add_argument("--rows", type=int, default=1024)
     p.add_argument("--cols", type=int, default=1024)
     p.add_argument("--scale", type=float, default=0.55, help="Laplace scale of the levels")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, OSError) as exc:
+    except KeyboardInterrupt:
+        print("nncabac: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
         print(f"nncabac: error: {exc}", file=sys.stderr)
         return 2
 

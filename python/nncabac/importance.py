@@ -95,15 +95,24 @@ def bn_importance(model: Any, *, floor: float = 1e-3) -> dict[str, np.ndarray]:
     mods = list(model.named_modules())
     out: dict[str, np.ndarray] = {}
     for i, (name, mod) in enumerate(mods):
-        weight = getattr(mod, "weight", None)
-        if not isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)):
+        weight: Any = getattr(mod, "weight", None)
+        if weight is None or not isinstance(
+            mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+        ):
             continue
         key = f"{name}.weight" if name else "weight"
         imp = np.ones(tuple(weight.shape), dtype=np.float64)
         nxt = mods[i + 1][1] if i + 1 < len(mods) else None
         bn_types = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
-        if isinstance(nxt, bn_types) and nxt.num_features == weight.shape[0] and nxt.affine:
-            gain = nxt.weight.detach().double() / torch.sqrt(nxt.running_var.double() + nxt.eps)
+        bn: Any = nxt
+        var: Any = getattr(bn, "running_var", None)  # None without running statistics
+        if (
+            isinstance(bn, bn_types)
+            and bn.num_features == weight.shape[0]
+            and bn.affine
+            and var is not None
+        ):
+            gain = bn.weight.detach().double() / torch.sqrt(var.double() + bn.eps)
             scale = (gain**2).cpu().numpy().reshape((-1,) + (1,) * (weight.dim() - 1))
             imp = imp * scale
         out[key] = normalize(imp, floor)

@@ -32,7 +32,17 @@ import numpy.typing as npt
 from . import _nncabac
 from ._nncabac import DecodeError, ParameterError, RangeError
 
-__all__ = ["Decoder", "Encoder", "DecodeError", "ParameterError", "RangeError", "as_levels"]
+__all__ = [
+    "DecodeError",
+    "Decoder",
+    "Encoder",
+    "ParameterError",
+    "RangeError",
+    "as_levels",
+    "dequantize_layer",
+    "quantize_layer",
+    "step_size",
+]
 
 _I32_MIN = -(2**31)
 _I32_MAX = 2**31 - 1
@@ -48,7 +58,7 @@ def as_levels(levels: Any) -> npt.NDArray[np.int32]:
     """
     arr = np.asarray(levels)
     if arr.dtype == np.int32:
-        return np.ascontiguousarray(arr)
+        return np.asarray(arr, order="C")
     if arr.dtype == object:
         try:
             arr = np.asarray(arr, dtype=np.int64)
@@ -62,7 +72,7 @@ def as_levels(levels: Any) -> npt.NDArray[np.int32]:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < _I32_MIN or hi > _I32_MAX:
             raise RangeError(f"levels must lie in int32 [{_I32_MIN}, {_I32_MAX}], got [{lo}, {hi}]")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+    return np.asarray(arr, dtype=np.int32, order="C")
 
 
 def _shape(shape: ShapeLike) -> tuple[int, ...]:
@@ -177,3 +187,63 @@ class Decoder:
         Raises :class:`DecodeError` when the terminating bin is not 1 or data is missing.
         """
         return self._inner.finish()
+
+
+def _as_float32(x: Any, what: str) -> npt.NDArray[np.float32]:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        raise ParameterError(f"{what} must be a real-valued array, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float32, order="C")
+
+
+def quantize_layer(
+    weights: Any,
+    *,
+    dq_flag: int,
+    qp: int,
+    qp_density: int,
+    lambda_scale: float,
+    max_num_no_rem: int,
+    general_profile_idc: int,
+    scan_order: int = 0,
+    importance: Any = None,
+) -> tuple[npt.NDArray[np.int32], int]:
+    """NNC's ``quantLayer``: int32 levels of ``weights`` (their shape) and the qp actually used.
+
+    ``dq_flag=0`` with ``lambda_scale <= 0`` rounds to the nearest level; with
+    ``lambda_scale > 0`` it picks levels by rate and distortion; ``dq_flag=1`` runs the 8-state
+    trellis (levels are then reconstruction indices). Bit-exact with NNCodec 2.1.3 when
+    ``importance`` is None. ``importance`` (same shape, finite, ≥ 0) weighs each weight's squared
+    error: the quantizers then minimise ``Σ w_i (x_i − x̂_i)² + λ·R``. A qp whose levels would
+    overflow int32 is replaced by a coarser one, which is returned. The GIL is released.
+    """
+    w = _as_float32(weights, "weights")
+    imp = None
+    if importance is not None:
+        imp = _as_float32(importance, "importance")
+        if imp.shape != w.shape:
+            raise ParameterError(f"importance shape {imp.shape} != weights shape {w.shape}")
+        imp = imp.reshape(-1)
+    levels, qp_used = _nncabac.quantize_layer(
+        w.reshape(-1),
+        dq_flag=dq_flag,
+        qp=qp,
+        qp_density=qp_density,
+        lambda_scale=lambda_scale,
+        max_num_no_rem=max_num_no_rem,
+        general_profile_idc=general_profile_idc,
+        scan_order=scan_order,
+        importance=imp,
+    )
+    return levels.reshape(w.shape), int(qp_used)
+
+
+def dequantize_layer(levels: Any, *, qp: int, qp_density: int) -> npt.NDArray[np.float32]:
+    """NNC's ``dequantLayer``: ``float32(Δ × float32(level))``, in the levels' shape."""
+    lv = as_levels(levels)
+    return _nncabac.dequantize_layer(lv.reshape(-1), qp=qp, qp_density=qp_density).reshape(lv.shape)
+
+
+def step_size(qp: int, qp_density: int) -> float:
+    """The step size Δ of ``qp`` (spec section 10.1)."""
+    return float(_nncabac.step_size(qp, qp_density))

@@ -220,6 +220,71 @@ impl Decoder {
     }
 }
 
+/// `quantLayer`: levels (reconstruction indices when `dq_flag`) as a flat int32 array, and the
+/// qp used (differs from `qp` after the overflow fallback). GIL released.
+#[pyfunction]
+#[pyo3(signature = (weights, *, dq_flag, qp, qp_density, lambda_scale, max_num_no_rem, general_profile_idc, scan_order=0, importance=None))]
+#[allow(clippy::too_many_arguments)]
+fn quantize_layer<'py>(
+    py: Python<'py>,
+    weights: PyReadonlyArrayDyn<'py, f32>,
+    dq_flag: u8,
+    qp: i32,
+    qp_density: u32,
+    lambda_scale: f32,
+    max_num_no_rem: u32,
+    general_profile_idc: u8,
+    scan_order: u32,
+    importance: Option<PyReadonlyArrayDyn<'py, f32>>,
+) -> PyResult<(Bound<'py, PyArray1<i32>>, i32)> {
+    if dq_flag > 1 {
+        return Err(ParameterError::new_err("dq_flag must be 0 or 1"));
+    }
+    let params = nncabac::QuantParams {
+        dq_flag: dq_flag == 1,
+        qp,
+        qp_density,
+        lambda_scale,
+        max_num_no_rem,
+        general_profile_idc,
+        scan_order,
+    };
+    let contiguous = || ParameterError::new_err("arrays must be C-contiguous float32");
+    let w = weights.as_slice().map_err(|_| contiguous())?;
+    let imp = match &importance {
+        Some(a) => Some(a.as_slice().map_err(|_| contiguous())?),
+        None => None,
+    };
+    let (levels, qp_used) = py
+        .detach(|| nncabac::quantize_layer(w, &params, imp))
+        .map_err(to_py)?;
+    Ok((PyArray1::from_vec(py, levels), qp_used))
+}
+
+/// `dequantLayer`: `float32(Δ × float32(level))` as a flat float32 array. GIL released.
+#[pyfunction]
+#[pyo3(signature = (levels, *, qp, qp_density))]
+fn dequantize_layer<'py>(
+    py: Python<'py>,
+    levels: PyReadonlyArrayDyn<'py, i32>,
+    qp: i32,
+    qp_density: u32,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let l = levels
+        .as_slice()
+        .map_err(|_| ParameterError::new_err("levels must be C-contiguous int32"))?;
+    let out = py
+        .detach(|| nncabac::dequantize_layer(l, qp, qp_density))
+        .map_err(to_py)?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// The NNC step size Δ of `qp` at `qp_density`.
+#[pyfunction]
+fn step_size(qp: i32, qp_density: u32) -> PyResult<f32> {
+    nncabac::step_size(qp, qp_density).map_err(to_py)
+}
+
 fn entry_to_dict<'py>(py: Python<'py>, e: &TensorEntry) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("name", &e.name)?;
@@ -343,6 +408,9 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_class::<Header>()?;
     m.add_function(wrap_pyfunction!(header_span, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(dequantize_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(step_size, m)?)?;
     m.add_function(wrap_pyfunction!(write_container, m)?)?;
     m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;
     m.add("NncabacError", py.get_type::<NncabacError>())?;

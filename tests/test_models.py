@@ -1,0 +1,219 @@
+"""Whole models through every entry point: module, state dict, safetensors, .pt, folders, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import nncabac
+import numpy as np
+import pytest
+from nncabac import DecodeError, cli, safetensors_io
+
+torch = pytest.importorskip("torch")
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 6 * 6, 10),
+    )
+    m[1].running_mean.uniform_(-1, 1)
+    m[1].running_var.uniform_(0.5, 2)
+    m[1].num_batches_tracked.fill_(123)
+    return m
+
+
+def _check_close(a: dict, b: dict, atol: float = 5e-3) -> None:
+    assert set(a) == set(b)
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        assert x.shape == y.shape and x.dtype == y.dtype, k
+        if x.dtype.kind in "biu" or k.endswith(("running_mean", "running_var")):
+            np.testing.assert_array_equal(x, y, err_msg=k)
+        else:
+            np.testing.assert_allclose(x, y, atol=atol, err_msg=k)
+
+
+def test_module_round_trip_and_report(tmp_path: Path) -> None:
+    m = _model()
+    report = nncabac.compress(m, tmp_path / "m.nncabac", qp=-38)
+    assert report.file_bytes == (tmp_path / "m.nncabac").stat().st_size
+    assert report.ratio > 3
+    methods = {t.name: t.method for t in report.tensors}
+    assert methods["0.weight"] == "trellis" and methods["1.num_batches_tracked"] == "lossless"
+    assert methods["1.running_var"] == "raw"
+    out = nncabac.decompress(tmp_path / "m.nncabac")
+    assert isinstance(out["0.weight"], torch.Tensor)
+    m2 = _model()
+    m2.load_state_dict(out)
+    ref = {k: v.numpy() for k, v in m.state_dict().items()}
+    _check_close(ref, {k: v.numpy() for k, v in m2.state_dict().items()})
+    assert "0.weight" in report.table()
+    json.dumps(report.to_json())
+
+
+def test_numpy_state_dict_scalars_empties_and_dtypes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sd = {
+        "w16": rng.normal(0, 0.1, (16, 16)).astype(np.float16),
+        "w64": rng.normal(0, 0.1, (8, 32)),
+        "scalar": np.array(3.5, np.float32),
+        "empty": np.zeros((0, 4), np.float32),
+        "empty2": np.zeros((4, 0), np.float32),
+        "ids": np.arange(-5, 5, dtype=np.int64),
+        "flags": np.array([True, False, True]),
+    }
+    nncabac.compress(sd, tmp_path / "a.nncabac", qp=-40)
+    out = nncabac.decompress(tmp_path / "a.nncabac", framework="np")
+    _check_close(sd, out)
+    assert out["scalar"].item() == 3.5  # tiny tensors are kept exact
+
+
+def test_empty_state_dict(tmp_path: Path) -> None:
+    report = nncabac.compress({}, tmp_path / "e.nncabac")
+    assert report.tensors == []
+    assert nncabac.decompress(tmp_path / "e.nncabac") == {}
+
+
+def test_tied_tensors_are_stored_once_and_come_back_tied(tmp_path: Path) -> None:
+    emb = torch.nn.Embedding(50, 16)
+    head = torch.nn.Linear(16, 50, bias=False)
+    head.weight = emb.weight
+    model = torch.nn.ModuleDict({"emb": emb, "head": head})
+    report = nncabac.compress(model, tmp_path / "t.nncabac", qp=-40)
+    assert report.aliases == {"head.weight": "emb.weight"}
+    assert [t.name for t in report.tensors] == ["emb.weight"]
+    out = nncabac.decompress(tmp_path / "t.nncabac")
+    assert out["head.weight"] is out["emb.weight"]
+    with nncabac.safe_open(tmp_path / "t.nncabac") as f:
+        assert f.keys() == ["emb.weight", "head.weight"]
+
+
+def test_safetensors_and_pt_inputs_and_outputs(tmp_path: Path) -> None:
+    m = _model()
+    sd = {k: v.numpy() for k, v in m.state_dict().items()}
+    bf = (torch.randn(6, 5) / 10).to(torch.bfloat16)
+    safetensors_io.save(
+        tmp_path / "in.safetensors", {**sd, "bf": bf.float().numpy()}, {"bf": "bfloat16"}
+    )
+    nncabac.compress(tmp_path / "in.safetensors", tmp_path / "s.nncabac", qp=-40)
+    assert (
+        cli.main(["decompress", str(tmp_path / "s.nncabac"), str(tmp_path / "out.safetensors")])
+        == 0
+    )
+    back, dtypes, meta = safetensors_io.load(tmp_path / "out.safetensors")
+    assert dtypes["bf"] == "bfloat16" and meta == {"format": "pt"}
+    _check_close(sd, {k: v for k, v in back.items() if k != "bf"})
+    np.testing.assert_allclose(back["bf"], bf.float().numpy(), atol=0.01)
+
+    torch.save(m.state_dict(), tmp_path / "in.pt")
+    nncabac.compress(tmp_path / "in.pt", tmp_path / "p.nncabac", qp=-40)
+    assert cli.main(["decompress", str(tmp_path / "p.nncabac"), str(tmp_path / "out.pt")]) == 0
+    loaded = torch.load(tmp_path / "out.pt", weights_only=True)
+    _check_close(sd, {k: v.numpy() for k, v in loaded.items()})
+
+
+def test_lazy_reader_reads_only_the_requested_tensor(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sd = {f"layer{i}": rng.normal(0, 0.1, (64, 64)).astype(np.float32) for i in range(4)}
+    path = tmp_path / "l.nncabac"
+    nncabac.compress(sd, path, qp=-38, metadata={"author": "test"})
+    with nncabac.safe_open(path) as f:
+        e = f.entry("layer2")
+        # corrupt every other payload: the requested one still decodes
+    data = bytearray(path.read_bytes())
+    with nncabac.safe_open(path) as f:
+        start = f._header.payload_start
+        for name in ("layer0", "layer1", "layer3"):
+            o = f.entry(name)
+            data[start + o["offset"] + o["length"] // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with nncabac.safe_open(path) as f:
+        assert f.metadata() == {"author": "test"}
+        np.testing.assert_allclose(f.get_tensor("layer2"), sd["layer2"], atol=5e-3)
+        assert e == f.entry("layer2")
+        with pytest.raises(DecodeError, match="checksum"):
+            f.get_tensor("layer1")
+        with pytest.raises(KeyError):
+            f.get_tensor("nope")
+
+
+def test_hostile_files_give_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "h.nncabac"
+    nncabac.compress({"w": np.ones((8, 8), np.float32)}, path)
+    good = path.read_bytes()
+    cases = {
+        "truncated": good[: len(good) // 2],
+        "empty": b"",
+        "magic": b"XXXXXXXX" + good[8:],
+        "version": good[:8] + struct.pack("<H", 9) + good[10:],
+        "header-size": good[:12] + struct.pack("<Q", 1 << 60) + good[20:],
+        "flip": good[:30] + bytes([good[30] ^ 1]) + good[31:],
+    }
+    for what, blob in cases.items():
+        p = tmp_path / f"{what}.nncabac"
+        p.write_bytes(blob)
+        with pytest.raises(DecodeError):
+            nncabac.decompress(p)
+        assert cli.main(["info", str(p)]) == 2, what
+
+
+def test_cli_compress_info_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = _model()
+    torch.save(m.state_dict(), tmp_path / "m.pt")
+    assert cli.main(["compress", str(tmp_path / "m.pt"), str(tmp_path / "m.nncabac"), "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "0.weight" in out and "smaller" in out
+    assert cli.main(["info", str(tmp_path / "m.nncabac"), "--json", "--verify"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {t["name"] for t in info["tensors"]} == set(m.state_dict())
+    assert (
+        cli.main(
+            [
+                "compress",
+                str(tmp_path / "m.pt"),
+                str(tmp_path / "b.nncabac"),
+                "--bits-per-weight",
+                "2.5",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["steps"] and any(s["accepted"] for s in rep["steps"])
+    assert cli.main(["info", str(tmp_path / "missing.nncabac")]) == 2
+    (tmp_path / "junk.pt").write_bytes(b"not a pickle")
+    assert cli.main(["compress", str(tmp_path / "junk.pt"), str(tmp_path / "x.nncabac")]) == 2
+    (tmp_path / "w.txt").write_text("hello")
+    assert cli.main(["compress", str(tmp_path / "w.txt"), str(tmp_path / "x.nncabac")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("nncabac: error") == 3
+
+
+def test_folder_round_trip_without_transformers(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    m = _model()
+    sd = {k: v.numpy() for k, v in m.state_dict().items()}
+    safetensors_io.save(src / "model.safetensors", sd, metadata={"format": "pt"})
+    (src / "config.json").write_text('{"model_type": "toy"}')
+    (src / "tokenizer.json").write_text("{}")
+    nncabac.compress_folder(src, tmp_path / "small", qp=-40)
+    assert sorted(os.listdir(tmp_path / "small")) == [
+        "config.json",
+        "model.nncabac",
+        "tokenizer.json",
+    ]
+    assert cli.main(["decompress", str(tmp_path / "small"), str(tmp_path / "restored")]) == 0
+    back, _, meta = safetensors_io.load(tmp_path / "restored" / "model.safetensors")
+    assert meta == {"format": "pt"}
+    assert (tmp_path / "restored" / "config.json").read_text() == '{"model_type": "toy"}'
+    _check_close(sd, back)

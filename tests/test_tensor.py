@@ -1,0 +1,158 @@
+"""The friendly tensor API: encode_tensor / decode_tensor."""
+
+from __future__ import annotations
+
+import nncabac
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from nncabac import DecodeError, ParameterError, nnc
+
+FLOATS = [np.float16, np.float32, np.float64]
+shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=7)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    x=hnp.arrays(
+        st.sampled_from(FLOATS), shapes, elements=st.floats(-4, 4, width=16, allow_nan=False)
+    ),
+    method=st.sampled_from(["uniform", "rdoq", "trellis"]),
+    qp=st.integers(-60, -20),
+)
+def test_every_method_round_trips_within_its_reconstruction(
+    x: np.ndarray, method: str, qp: int
+) -> None:
+    data = nncabac.encode_tensor(x, qp=qp, method=method)  # type: ignore[arg-type]
+    info = nncabac.tensor_info(data)
+    y = nncabac.decode_tensor(data)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert info.shape == x.shape and info.dtype == x.dtype.name
+    if info.method == "raw":  # a (k, 0, ...) shape: nothing to quantize
+        assert x.size == 0
+        return
+    delta = nncabac.step_size(info.qp)
+    # the decoded values are exactly the dequantized levels the quantizer chose
+    levels, qp_used = nnc.quantize_layer(
+        x.astype(np.float32),
+        dq_flag=int(method == "trellis"),
+        qp=qp,
+        qp_density=2,
+        lambda_scale=0.0 if method == "uniform" else 1.0,
+        max_num_no_rem=10,
+        general_profile_idc=0,
+    )
+    recon = nnc.dequantize_layer(levels, qp=qp_used, qp_density=2)
+    np.testing.assert_array_equal(y, recon.astype(x.dtype))
+    if method == "uniform":  # plain rounding error <= Δ/2 (in float32)
+        err = np.abs(recon.astype(np.float64) - x.astype(np.float32).astype(np.float64))
+        assert err.max(initial=0) <= delta / 2 * (1 + 1e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    x=hnp.arrays(
+        st.sampled_from(
+            [
+                np.int8,
+                np.int16,
+                np.int32,
+                np.int64,
+                np.uint8,
+                np.uint16,
+                np.uint32,
+                np.uint64,
+                np.bool_,
+            ]
+        ),
+        shapes,
+    ),
+)
+def test_integer_tensors_are_lossless(x: np.ndarray) -> None:
+    y = nncabac.decode_tensor(nncabac.encode_tensor(x))
+    assert y.dtype == x.dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, x)
+
+
+def test_exact_floats_and_large_integers_are_stored_bit_for_bit() -> None:
+    x = np.array([np.pi, -0.0, 1e-45, 3.4e38], dtype=np.float32)
+    y = nncabac.decode_tensor(nncabac.encode_tensor(x, method="exact"))
+    np.testing.assert_array_equal(x.view(np.uint32), y.view(np.uint32))
+    big = np.array([2**62, -(2**63), 5], dtype=np.int64)
+    assert nncabac.tensor_info(nncabac.encode_tensor(big)).method == "raw"
+    np.testing.assert_array_equal(nncabac.decode_tensor(nncabac.encode_tensor(big)), big)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_is_rejected_naming_the_tensor(bad: float) -> None:
+    x = np.ones(10, np.float32)
+    x[3] = bad
+    with pytest.raises(ParameterError, match="layer3.weight"):
+        nncabac.encode_tensor(x, name="layer3.weight")
+
+
+def test_step_and_qp_are_interchangeable() -> None:
+    for qp in (-50, -38, -37, -20, 0, 7):
+        assert nncabac.qp_for_step(nncabac.step_size(qp)) == qp
+    x = np.random.default_rng(0).normal(0, 0.1, 100).astype(np.float32)
+    a = nncabac.encode_tensor(x, step=nncabac.step_size(-38))
+    assert a == nncabac.encode_tensor(x, qp=-38)
+    with pytest.raises(ParameterError):
+        nncabac.encode_tensor(x, qp=-38, step=0.01)
+    with pytest.raises(ParameterError):
+        nncabac.qp_for_step(0.0)
+
+
+def test_importance_all_ones_equals_no_importance() -> None:
+    x = np.random.default_rng(1).laplace(0, 0.03, (40, 30)).astype(np.float32)
+    for method in ("rdoq", "trellis"):
+        a = nncabac.encode_tensor(x, method=method, lambda_=2.0)  # type: ignore[arg-type]
+        b = nncabac.encode_tensor(
+            x,
+            method=method,
+            lambda_=2.0,  # type: ignore[arg-type]
+            importance=np.ones_like(x),
+        )
+        assert a == b
+    with pytest.raises(ParameterError):
+        nncabac.encode_tensor(x, method="trellis", importance=np.ones(3))
+
+
+def test_importance_protects_important_weights() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.laplace(0, 0.01, 4000).astype(np.float32)
+    imp = np.where(np.arange(x.size) < 2000, 50.0, 0.02).astype(np.float32)
+    kw = dict(qp=-36, method="trellis", lambda_=8.0)
+    plain = nncabac.decode_tensor(nncabac.encode_tensor(x, **kw))  # type: ignore[arg-type]
+    weighted = nncabac.decode_tensor(nncabac.encode_tensor(x, importance=imp, **kw))  # type: ignore[arg-type]
+
+    def wmse(y: np.ndarray) -> float:
+        return float(np.mean(imp * (y - x) ** 2))
+
+    assert wmse(weighted) < wmse(plain)
+
+
+def test_corrupt_payloads_are_detected() -> None:
+    data = nncabac.encode_tensor(np.arange(100, dtype=np.float32) / 7)
+    for i in range(0, len(data), 7):
+        bad = bytearray(data)
+        bad[i] ^= 0x10
+        with pytest.raises(DecodeError):
+            nncabac.decode_tensor(bytes(bad))
+    for cut in (0, 10, len(data) - 1):
+        with pytest.raises(DecodeError):
+            nncabac.decode_tensor(data[:cut])
+
+
+def test_torch_tensors_keep_their_dtype() -> None:
+    torch = pytest.importorskip("torch")
+    for dt in (torch.float32, torch.float16, torch.bfloat16, torch.int64):
+        t = (torch.arange(24, dtype=torch.float32).reshape(4, 6) / 10).to(dt)
+        data = nncabac.encode_tensor(t, qp=-40)
+        back = nncabac.decode_tensor(data, framework="pt")
+        assert back.dtype == dt and tuple(back.shape) == (4, 6)
+        assert torch.allclose(back.float(), t.float(), atol=0.01)
+        exact = nncabac.decode_tensor(nncabac.encode_tensor(t, method="exact"), framework="pt")
+        assert torch.equal(exact, t)
