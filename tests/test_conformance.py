@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import VECTORS, load_index
+
 from nncabac import nnc
 
 CODEC = [v for v in load_index()["vectors"] if v["kind"] == "codec"]

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from nncabac import DecodeError, NncabacError, nnc
 
 PARAMS = dict(num_gtx_flags=11, general_profile_idc=1, parent_node_id_present_flag=1)

@@ -7,9 +7,10 @@ import os
 import struct
 from pathlib import Path
 
-import nncabac
 import numpy as np
 import pytest
+
+import nncabac
 from nncabac import DecodeError, cli, safetensors_io
 
 torch = pytest.importorskip("torch")

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import VECTORS, load_index
+
 from nncabac import nnc
 
 INDEX = load_index()["vectors"]

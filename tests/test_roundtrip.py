@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
 from nncabac import DecodeError, ParameterError, RangeError, nnc
 
 I32 = np.iinfo(np.int32)

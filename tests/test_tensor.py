@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import nncabac
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+import nncabac
 from nncabac import DecodeError, ParameterError, nnc
 
 FLOATS = [np.float16, np.float32, np.float64]
