@@ -81,3 +81,20 @@ class Header:
     @property
     def minor_version(self) -> int: ...
     def verify(self, name: str, payload: bytes) -> None: ...
+
+def code_layers(
+    jobs: list[
+        tuple[
+            npt.NDArray[np.float32],
+            list[int],
+            npt.NDArray[np.float32] | None,
+            int,
+            int,
+            int,
+            float,
+        ]
+    ],
+    *,
+    num_gtx_flags: int = 11,
+    threads: int | None = None,
+) -> list[tuple[bytes, int]]: ...

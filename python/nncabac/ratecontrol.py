@@ -7,9 +7,7 @@ Every step is recorded in the result and passed to ``on_step``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +15,7 @@ import numpy as np
 
 from ._nncabac import ParameterError
 from .policy import Rule, resolve
-from .tensor import Method, code_array, decode_entry
+from .tensor import Method, code_many, decode_entry, prepare
 
 Coded = tuple[dict[str, Any], bytes]  # container entry and payload of one tensor
 
@@ -61,25 +59,25 @@ def code_tensors(
 ) -> dict[str, Coded]:
     """Code every tensor under the policy, the quantized ones at ``qp``, on all cores.
 
-    The Rust quantizer and coder release the GIL, so the thread pool runs tensors in parallel.
+    All quantized tensors go to Rust in one call, which codes them in parallel (rayon) with the
+    GIL released; ``workers`` limits the threads.
     ``dtypes`` records original dtypes that numpy cannot hold (``"bfloat16"``).
     """
 
-    def one(item: tuple[str, Any]) -> tuple[str, Coded]:
-        name, x = item
+    items = []
+    for name, x in tensors.items():
         how = resolve(name, _np(x), rule)
         dt = (dtypes or {}).get(name)
         if how.kind == "exact":
-            return name, code_array(x, method="exact", name=name, dtype=dt)
+            items.append(prepare(x, method="exact", name=name, dtype=dt))
+            continue
         q = qp if how.qp is None else how.qp
         imp = importance.get(name) if importance is not None and how.kind == "quantize" else None
         m: Method = method if how.kind == "quantize" else "uniform"
-        coded = code_array(x, qp=q, method=m, lambda_=lambda_, importance=imp, name=name, dtype=dt)
-        return name, coded
-
-    n = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return dict(pool.map(one, tensors.items()))
+        items.append(
+            prepare(x, qp=q, method=m, lambda_=lambda_, importance=imp, name=name, dtype=dt)
+        )
+    return dict(zip(tensors, code_many(items, workers)))
 
 
 def _np(x: Any) -> np.ndarray:

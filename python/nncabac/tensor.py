@@ -142,7 +142,35 @@ def encode_tensor(
     return bytes(_nncabac.write_container([], [(entry, payload)]))
 
 
-def code_array(
+@dataclass
+class Job:
+    """A float tensor ready for the Rust quantize-and-code pass."""
+
+    entry: dict[str, Any]
+    weights: npt.NDArray[np.float32]
+    importance: npt.NDArray[np.float32] | None
+    dq_flag: int
+    qp: int
+    qp_density: int
+    lambda_: float
+
+    def args(self) -> tuple[Any, ...]:
+        return (
+            self.weights.reshape(-1),
+            list(self.entry["shape"]),
+            None if self.importance is None else self.importance.reshape(-1),
+            self.dq_flag,
+            self.qp,
+            self.qp_density,
+            self.lambda_,
+        )
+
+    def finish(self, stream: bytes, qp_used: int) -> tuple[dict[str, Any], bytes]:
+        self.entry.update(qp=int(qp_used))
+        return self.entry, bytes(stream)
+
+
+def prepare(
     x: Any,
     *,
     qp: int | None = None,
@@ -153,12 +181,8 @@ def code_array(
     qp_density: int = QP_DENSITY,
     name: str = "tensor",
     dtype: str | None = None,
-) -> tuple[dict[str, Any], bytes]:
-    """Code one tensor: its container entry (without offset/checksum) and its payload.
-
-    ``dtype`` overrides the recorded original dtype (e.g. ``"bfloat16"`` for a float32 array
-    read from a bfloat16 file).
-    """
+) -> Job | tuple[dict[str, Any], bytes]:
+    """Validate one tensor: a :class:`Job` to quantize, or an exactly coded (entry, payload)."""
     arr, found = _to_numpy(x)
     if dtype is not None and dtype != found:
         if not (dtype == "bfloat16" and found == "float32"):
@@ -206,28 +230,35 @@ def code_array(
         imp = np.asarray(imp_arr, dtype=np.float32, order="C")
         if imp.shape != w.shape:
             raise ParameterError(f"{name}: importance shape {imp.shape} != tensor shape {w.shape}")
-        imp = imp.reshape(-1)
-    levels, qp_used = _nncabac.quantize_layer(
-        w.reshape(-1),
-        dq_flag=dq,
-        qp=q,
-        qp_density=qp_density,
-        lambda_scale=lam,
-        max_num_no_rem=NUM_GTX - 1,
-        general_profile_idc=0,
-        importance=imp,
+    entry.update(method=method, dq_flag=dq, qp_density=qp_density, lambda_=lam)
+    return Job(entry, w, imp, dq, q, qp_density, lam)
+
+
+def code_many(
+    items: list[Job | tuple[dict[str, Any], bytes]], workers: int | None = None
+) -> list[tuple[dict[str, Any], bytes]]:
+    """Quantize and code all jobs in one Rust call (all cores, GIL released), in order."""
+    jobs = [it for it in items if isinstance(it, Job)]
+    coded = iter(
+        _nncabac.code_layers([j.args() for j in jobs], num_gtx_flags=NUM_GTX, threads=workers)
+        if jobs
+        else []
     )
-    enc = nnc.Encoder()
-    enc.encode_layer(
-        levels.reshape(shape),
-        dq_flag=dq,
-        num_gtx_flags=NUM_GTX,
-        param_opt_flag=1,
-        general_profile_idc=0,
-        parent_node_id_present_flag=0,
-    )
-    entry.update(method=method, dq_flag=dq, qp=int(qp_used), qp_density=qp_density, lambda_=lam)
-    return entry, enc.finish()
+    out = []
+    for it in items:
+        if isinstance(it, Job):
+            stream, qp_used = next(coded)
+            out.append(it.finish(stream, qp_used))
+        else:
+            out.append(it)
+    return out
+
+
+def code_array(x: Any, **kwargs: Any) -> tuple[dict[str, Any], bytes]:
+    """Code one tensor (arguments as :func:`prepare`): its container entry (without offset and
+    checksum) and its payload. ``dtype`` overrides the recorded original dtype (e.g.
+    ``"bfloat16"`` for a float32 array read from a bfloat16 file)."""
+    return code_many([prepare(x, **kwargs)])[0]
 
 
 def _code_exact(arr: np.ndarray, entry: dict[str, Any]) -> tuple[dict[str, Any], bytes]:

@@ -279,6 +279,87 @@ fn dequantize_layer<'py>(
     Ok(PyArray1::from_vec(py, out))
 }
 
+type Job<'py> = (
+    PyReadonlyArrayDyn<'py, f32>,
+    Vec<usize>,
+    Option<PyReadonlyArrayDyn<'py, f32>>,
+    u8,
+    i32,
+    u32,
+    f32,
+);
+
+/// Quantizes and codes many tensors on all cores with the GIL released. Each job is
+/// `(weights, shape, importance, dq_flag, qp, qp_density, lambda_scale)`; returns
+/// `(stream, qp_used)` per job, in order (G = `num_gtx_flags`, rate model G − 1, param_opt 1).
+#[pyfunction]
+#[pyo3(signature = (jobs, *, num_gtx_flags=11, threads=None))]
+fn code_layers<'py>(
+    py: Python<'py>,
+    jobs: Vec<Job<'py>>,
+    num_gtx_flags: u32,
+    threads: Option<usize>,
+) -> PyResult<Vec<(Bound<'py, PyBytes>, i32)>> {
+    if num_gtx_flags == 0 {
+        return Err(ParameterError::new_err("num_gtx_flags must be at least 1"));
+    }
+    let contiguous = || ParameterError::new_err("arrays must be C-contiguous float32");
+    let mut specs = Vec::with_capacity(jobs.len());
+    for (w, shape, imp, dq, qp, qp_density, lambda_scale) in &jobs {
+        if *dq > 1 {
+            return Err(ParameterError::new_err("dq_flag must be 0 or 1"));
+        }
+        let imp = match imp {
+            Some(a) => Some(a.as_slice().map_err(|_| contiguous())?),
+            None => None,
+        };
+        let quant = nncabac::QuantParams {
+            dq_flag: *dq == 1,
+            qp: *qp,
+            qp_density: *qp_density,
+            lambda_scale: *lambda_scale,
+            max_num_no_rem: num_gtx_flags - 1,
+            general_profile_idc: 0,
+            scan_order: 0,
+        };
+        specs.push((
+            w.as_slice().map_err(|_| contiguous())?,
+            shape.as_slice(),
+            imp,
+            quant,
+        ));
+    }
+    let out = py.detach(|| {
+        let jobs: Vec<nncabac::batch::LayerJob> = specs
+            .iter()
+            .map(|(w, shape, imp, quant)| nncabac::batch::LayerJob {
+                weights: w,
+                shape,
+                quant: *quant,
+                importance: *imp,
+                num_gtx_flags,
+                param_opt_flag: true,
+            })
+            .collect();
+        nncabac::batch::code_layers(&jobs, threads)
+    });
+    out.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let coded = r.map_err(|e| {
+                let err = to_py(e);
+                let msg = format!("job {i}: {}", err.value(py));
+                match () {
+                    _ if err.is_instance_of::<DecodeError>(py) => DecodeError::new_err(msg),
+                    _ if err.is_instance_of::<RangeError>(py) => RangeError::new_err(msg),
+                    _ => ParameterError::new_err(msg),
+                }
+            })?;
+            Ok((PyBytes::new(py, &coded.stream), coded.qp))
+        })
+        .collect()
+}
+
 /// The NNC step size Δ of `qp` at `qp_density`.
 #[pyfunction]
 fn step_size(qp: i32, qp_density: u32) -> PyResult<f32> {
@@ -411,6 +492,7 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quantize_layer, m)?)?;
     m.add_function(wrap_pyfunction!(dequantize_layer, m)?)?;
     m.add_function(wrap_pyfunction!(step_size, m)?)?;
+    m.add_function(wrap_pyfunction!(code_layers, m)?)?;
     m.add_function(wrap_pyfunction!(write_container, m)?)?;
     m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;
     m.add("NncabacError", py.get_type::<NncabacError>())?;
