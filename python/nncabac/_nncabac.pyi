@@ -98,3 +98,8 @@ def code_layers(
     num_gtx_flags: int = 11,
     threads: int | None = None,
 ) -> list[tuple[bytes, int]]: ...
+def decode_layers(
+    jobs: list[tuple[bytes, list[int], int, int, int | None, int]],
+    *,
+    threads: int | None = None,
+) -> list[npt.NDArray[Any]]: ...

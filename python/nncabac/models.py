@@ -30,7 +30,7 @@ from . import _nncabac, safetensors_io
 from ._nncabac import DecodeError, ParameterError
 from .policy import Rule
 from .ratecontrol import Step, code_tensors, fit_size
-from .tensor import DEFAULT_QP, Method, decode_entry
+from .tensor import DEFAULT_QP, Method, decode_entry, decode_many
 
 __all__ = [
     "CompressReport",
@@ -293,12 +293,16 @@ class safe_open:  # noqa: N801 - named after safetensors.safe_open on purpose
             raise KeyError(name)
         return dict(self._entries[name])
 
-    def get_tensor(self, name: str) -> Any:
-        """Read, verify and decode one tensor."""
+    def _read(self, name: str) -> tuple[dict[str, Any], bytes]:
         e = self.entry(name)
         self._f.seek(self._header.payload_start + e["offset"])
         payload = self._f.read(e["length"])
         self._header.verify(e["name"], payload)
+        return e, payload
+
+    def get_tensor(self, name: str) -> Any:
+        """Read, verify and decode one tensor (only its own bytes are read)."""
+        e, payload = self._read(name)
         return decode_entry(e, payload, self.framework)
 
 
@@ -308,14 +312,16 @@ def decompress(
     framework: Framework = "pt",
     device: Any = None,
     dtype: Any = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """All tensors of a container: torch tensors (``framework="pt"``, optionally moved to
     ``device`` and floating tensors cast to ``dtype``) or numpy arrays. Tied names share one
     tensor object, as in the original state dict."""
     out: dict[str, Any] = {}
     with safe_open(path, framework) as f:
-        for name in f._entries:
-            x = f.get_tensor(name)
+        names = list(f._entries)
+        decoded = decode_many([f._read(n) for n in names], framework, workers)
+        for name, x in zip(names, decoded):
             if framework == "pt":
                 if dtype is not None and x.is_floating_point():
                     x = x.to(dtype)
@@ -385,11 +391,10 @@ def restore_folder(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
 def save_safetensors(container: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Decode a container into a ``.safetensors`` file. Tied tensors are written once (as
     safetensors requires); loaders re-tie them from the model's configuration."""
-    tensors, dtypes = {}, {}
     with safe_open(container, "np") as f:
-        for name in f._entries:
-            tensors[name] = f.get_tensor(name)
-            dtypes[name] = f.entry(name)["dtype"]
+        items = [f._read(n) for n in f._entries]
+    tensors = dict(zip(f._entries, decode_many(items)))
+    dtypes = {e["name"]: e["dtype"] for e, _ in items}
     safetensors_io.save(out, tensors, dtypes, {"format": "pt"})
 
 

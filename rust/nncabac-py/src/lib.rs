@@ -360,6 +360,52 @@ fn code_layers<'py>(
         .collect()
 }
 
+type DecodeSpec<'py> = (Bound<'py, PyBytes>, Vec<usize>, u8, u32, Option<i32>, u32);
+
+/// Decodes many single-layer streams on all cores with the GIL released. Each job is
+/// `(stream, shape, dq_flag, num_gtx_flags, qp or None, qp_density)`; returns flat float32
+/// arrays (dequantized with qp) or int32 arrays (qp None), in order.
+#[pyfunction]
+#[pyo3(signature = (jobs, *, threads=None))]
+fn decode_layers<'py>(
+    py: Python<'py>,
+    jobs: Vec<DecodeSpec<'py>>,
+    threads: Option<usize>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let mut specs = Vec::with_capacity(jobs.len());
+    for (stream, shape, dq, g, qp, density) in &jobs {
+        if *dq > 1 {
+            return Err(ParameterError::new_err("dq_flag must be 0 or 1"));
+        }
+        specs.push((
+            stream.as_bytes(),
+            shape.as_slice(),
+            *dq == 1,
+            *g,
+            qp.map(|q| (q, *density)),
+        ));
+    }
+    let out = py.detach(|| {
+        let jobs: Vec<nncabac::batch::DecodeJob> = specs
+            .iter()
+            .map(|(stream, shape, dq, g, deq)| nncabac::batch::DecodeJob {
+                stream,
+                shape,
+                dq_flag: *dq,
+                num_gtx_flags: *g,
+                dequantize: *deq,
+            })
+            .collect();
+        nncabac::batch::decode_layers(&jobs, threads)
+    });
+    out.into_iter()
+        .map(|r| match r.map_err(to_py)? {
+            nncabac::batch::Decoded::Levels(v) => Ok(PyArray1::from_vec(py, v).into_any()),
+            nncabac::batch::Decoded::Weights(v) => Ok(PyArray1::from_vec(py, v).into_any()),
+        })
+        .collect()
+}
+
 /// The NNC step size Δ of `qp` at `qp_density`.
 #[pyfunction]
 fn step_size(qp: i32, qp_density: u32) -> PyResult<f32> {
@@ -493,6 +539,7 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dequantize_layer, m)?)?;
     m.add_function(wrap_pyfunction!(step_size, m)?)?;
     m.add_function(wrap_pyfunction!(code_layers, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_layers, m)?)?;
     m.add_function(wrap_pyfunction!(write_container, m)?)?;
     m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;
     m.add("NncabacError", py.get_type::<NncabacError>())?;

@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::layer::LayerParams;
 use crate::quant::{QuantParams, Quantizer};
-use crate::stream::Encoder;
+use crate::stream::{Decoder, Encoder};
 
 /// One tensor to quantize and code.
 #[derive(Clone, Copy, Debug)]
@@ -87,10 +87,76 @@ pub fn code_layers(jobs: &[LayerJob<'_>], threads: Option<usize>) -> Vec<Result<
     }
 }
 
+/// One coded tensor to decode: a single-layer stream as [`code_layer`] writes it.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeJob<'a> {
+    /// The stream.
+    pub stream: &'a [u8],
+    /// Shape of the tensor.
+    pub shape: &'a [usize],
+    /// Dependent quantization flag of the layer.
+    pub dq_flag: bool,
+    /// Greater-than flags of the layer.
+    pub num_gtx_flags: u32,
+    /// `Some((qp, qp_density))` to dequantize, `None` for integer (lossless) levels.
+    pub dequantize: Option<(i32, u32)>,
+}
+
+/// A decoded tensor: integer levels, or reconstructed weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    /// Levels of a lossless tensor.
+    Levels(Vec<i32>),
+    /// Dequantized weights.
+    Weights(Vec<f32>),
+}
+
+/// Decodes one tensor; the stream must be exactly one layer followed by the terminating bin.
+pub fn decode_layer(job: &DecodeJob<'_>) -> Result<Decoded> {
+    let params = LayerParams {
+        dq_flag: job.dq_flag,
+        num_gtx_flags: job.num_gtx_flags,
+        general_profile_idc: 0,
+        parent_node_id_present_flag: false,
+        scan_order: 0,
+    };
+    let mut dec = Decoder::new(job.stream)?;
+    let levels = dec.decode_layer(job.shape, &params)?;
+    dec.finish()?;
+    match job.dequantize {
+        Some((qp, density)) => Ok(Decoded::Weights(crate::quant::dequantize_layer(
+            &levels, qp, density,
+        )?)),
+        None => Ok(Decoded::Levels(levels)),
+    }
+}
+
+/// Decodes many tensors, in parallel when the `parallel` feature is on; results in job order.
+pub fn decode_layers(jobs: &[DecodeJob<'_>], threads: Option<usize>) -> Vec<Result<Decoded>> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        let run = || jobs.par_iter().map(decode_layer).collect::<Vec<_>>();
+        match threads.and_then(|n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build()
+                .ok()
+        }) {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = threads;
+        jobs.iter().map(decode_layer).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::Decoder;
 
     fn job<'a>(w: &'a [f32], shape: &'a [usize], dq: bool) -> LayerJob<'a> {
         LayerJob {
@@ -142,6 +208,43 @@ mod tests {
                     .0
             );
         }
+    }
+
+    #[test]
+    fn parallel_decode_reconstructs_what_was_coded() {
+        let w: Vec<f32> = (0..3000)
+            .map(|i| ((i * 7919) % 401) as f32 * 1e-4 - 0.02)
+            .collect();
+        let shape = [30, 100];
+        let j = job(&w, &shape, true);
+        let coded = code_layer(&j).unwrap();
+        let d = DecodeJob {
+            stream: &coded.stream,
+            shape: &shape,
+            dq_flag: true,
+            num_gtx_flags: 11,
+            dequantize: Some((coded.qp, 2)),
+        };
+        let levels = crate::quant::quantize_layer(&w, &j.quant, None).unwrap().0;
+        let want = Decoded::Weights(crate::quant::dequantize_layer(&levels, coded.qp, 2).unwrap());
+        let bad = DecodeJob {
+            stream: &coded.stream[..coded.stream.len() / 2],
+            ..d
+        };
+        let out = decode_layers(
+            &[
+                d,
+                bad,
+                DecodeJob {
+                    dequantize: None,
+                    ..d
+                },
+            ],
+            None,
+        );
+        assert_eq!(out[0].as_ref().unwrap(), &want);
+        assert!(out[1].is_err());
+        assert_eq!(out[2].as_ref().unwrap(), &Decoded::Levels(levels));
     }
 
     #[test]
