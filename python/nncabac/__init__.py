@@ -12,6 +12,7 @@ The entropy coder and quantizers are a Rust crate, bit-exact with the NNC refere
 
 from . import nnc, policy, ratecontrol
 from ._nncabac import DecodeError, NncabacError, ParameterError, RangeError, __version__
+from .finetune import FinetuneResult, finetune
 from .models import (
     CompressReport,
     compress,
@@ -24,6 +25,8 @@ from .tensor import TensorInfo, decode_tensor, encode_tensor, qp_for_step, step_
 
 __all__ = [
     "CompressReport",
+    "FinetuneResult",
+    "finetune",
     "DecodeError",
     "NncabacError",
     "ParameterError",

@@ -140,6 +140,25 @@ def _demo(args: argparse.Namespace) -> int:
     report = demo.run((rows, cols), args.scale, args.seed)
     for line in report.lines():
         print("  " + line)
+    if args.no_model:
+        return 0 if report.exact else 1
+    base, results = demo.run_model()
+    print()
+    print(
+        "nncabac demo: the digits CNN that ships with nncabac (38,282 fp32 weights, "
+        f"{38282 * 4:,} bytes), test accuracy {100 * base:.2f} %"
+    )
+    print(
+        f"  {'setting':38} {'bytes':>8} {'ratio':>7} {'bits/w':>7} {'accuracy':>9} "
+        f"{'compress':>9} {'decompress':>10}"
+    )
+    for r in results:
+        print(
+            f"  {r.setting:38} {r.num_bytes:>8,} {r.ratio:>6.1f}x "
+            f"{r.bits_per_weight:>7.3f} "
+            f"{100 * r.accuracy:>8.2f}% {1000 * r.compress_s:>7.1f}ms "
+            f"{1000 * r.decompress_s:>8.1f}ms"
+        )
     return 0 if report.exact else 1
 
 
@@ -188,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cols", type=int, default=1024)
     p.add_argument("--scale", type=float, default=0.55, help="Laplace scale of the levels")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-model", action="store_true", help="skip the digits CNN part")
     p.set_defaults(func=_demo)
     return parser
 

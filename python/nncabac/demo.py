@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,3 +83,59 @@ def run(shape: tuple[int, ...] = (1024, 1024), scale: float = 0.55, seed: int = 
         decode_s=t2 - t1,
         exact=bool(np.array_equal(out, levels)),
     )
+
+
+@dataclass
+class ModelRow:
+    """One setting of the model demo."""
+
+    setting: str
+    num_bytes: int
+    ratio: float
+    bits_per_weight: float
+    accuracy: float
+    compress_s: float
+    decompress_s: float
+
+
+SETTINGS: list[tuple[str, dict[str, Any]]] = [
+    ("near-lossless: qp -44, uniform", dict(qp=-44, method="uniform")),
+    ("NNCodec default: qp -38, trellis", dict(qp=-38, method="trellis")),
+    ("aggressive: 1.0 bit/weight, trellis", dict(bits_per_weight=1.0, method="trellis")),
+]
+
+
+def run_model(
+    settings: list[tuple[str, dict[str, Any]]] = SETTINGS,
+) -> tuple[float, list[ModelRow]]:
+    """Compress the shipped digits CNN at each setting; accuracy of the original and each
+    reconstruction on the digits test split."""
+    import os
+    import tempfile
+
+    from . import models, zoo
+
+    state = zoo.digits_cnn()
+    n = sum(v.size for v in state.values())
+    base = zoo.digits_accuracy(state)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "digits.nncabac")
+        for label, policy in settings:
+            t0 = time.perf_counter()
+            report = models.compress(state, path, **policy)
+            t1 = time.perf_counter()
+            back = models.decompress(path, framework="np")
+            t2 = time.perf_counter()
+            rows.append(
+                ModelRow(
+                    label,
+                    report.file_bytes,
+                    report.ratio,
+                    8 * report.file_bytes / n,
+                    zoo.digits_accuracy(back),
+                    t1 - t0,
+                    t2 - t1,
+                )
+            )
+    return base, rows

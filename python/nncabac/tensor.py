@@ -334,10 +334,16 @@ def decode_many(
         raise ParameterError(f"framework must be 'np' or 'pt', got {framework!r}")
     coded = [(e, p) for e, p in items if e["method"] != "raw"]
     jobs = [
-        (bytes(p), list(e["shape"]), e["dq_flag"], e["num_gtx_flags"],
-         None if e["method"] == "lossless" else e["qp"], e["qp_density"])
+        (
+            bytes(p),
+            list(e["shape"]),
+            e["dq_flag"],
+            e["num_gtx_flags"],
+            None if e["method"] == "lossless" else e["qp"],
+            e["qp_density"],
+        )
         for e, p in coded
-    ]  # fmt: skip
+    ]
     flat = iter(_nncabac.decode_layers(jobs, threads=workers) if jobs else [])
     return [_finish(e, p if e["method"] == "raw" else next(flat), framework) for e, p in items]
 
