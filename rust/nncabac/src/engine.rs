@@ -432,6 +432,144 @@ impl<B: AsRef<[u8]>> ArithDecoder<B> {
 mod tests {
     use super::*;
 
+    /// The encoder of spec §2.2–2.6 written literally: one byte moved out per check.
+    fn spec_encode(ops: &[(Option<usize>, u32, u32)], nctx: usize) -> Vec<u8> {
+        let (mut low, mut range, mut bits_left) = (0u64, 510u32, 23i32);
+        let (mut buffered, mut n_buffered, mut out) = (0u8, 0u64, Vec::new());
+        let mut models = vec![ContextModel::new(0); nctx];
+        let mut write_out = |low: &mut u64, bits_left: &mut i32| {
+            if *bits_left < 12 {
+                let lead = (*low >> (24 - *bits_left)) as u32;
+                *bits_left += 8;
+                *low &= 0xFFFF_FFFFu64 >> *bits_left;
+                if lead == 0xFF {
+                    n_buffered += 1;
+                } else if n_buffered > 0 {
+                    let carry = lead >> 8;
+                    out.push(buffered.wrapping_add(carry as u8));
+                    for _ in 1..n_buffered {
+                        out.push(0xFFu8.wrapping_add(carry as u8));
+                    }
+                    buffered = lead as u8;
+                    n_buffered = 1;
+                } else {
+                    buffered = lead as u8;
+                    n_buffered = 1;
+                }
+            }
+        };
+        for &(ctx, v, n) in ops {
+            match ctx {
+                Some(c) => {
+                    let m = &mut models[c];
+                    let r_lps = m.rlps(range);
+                    range -= r_lps;
+                    if v == m.mps() {
+                        if range < 256 {
+                            range <<= 1;
+                            low <<= 1;
+                            bits_left -= 1;
+                        }
+                    } else {
+                        low += range as u64;
+                        range = r_lps;
+                        while range < 256 {
+                            range <<= 1;
+                            low <<= 1;
+                            bits_left -= 1;
+                        }
+                    }
+                    write_out(&mut low, &mut bits_left);
+                    m.update(v);
+                }
+                None => {
+                    for i in (0..n).rev() {
+                        low = (low << 1) + if (v >> i) & 1 != 0 { range as u64 } else { 0 };
+                        bits_left -= 1;
+                        write_out(&mut low, &mut bits_left);
+                    }
+                }
+            }
+        }
+        range -= 2;
+        low = (low + range as u64) << 7;
+        bits_left -= 7;
+        write_out(&mut low, &mut bits_left);
+        if (low >> (32 - bits_left)) != 0 {
+            out.push(buffered.wrapping_add(1));
+            out.resize(out.len() + (n_buffered as usize).saturating_sub(1), 0);
+            low -= 1u64 << (32 - bits_left);
+        } else {
+            if n_buffered > 0 {
+                out.push(buffered);
+                out.resize(out.len() + n_buffered as usize - 1, 0xFF);
+            }
+        }
+        let total = (24 - bits_left) as u32 + 1;
+        let padded = total.div_ceil(8) * 8;
+        let bits = (((low >> 8) << 1) | 1) << (padded - total);
+        let mut k = padded;
+        while k > 0 {
+            k -= 8;
+            out.push((bits >> k) as u8);
+        }
+        out
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = (Option<usize>, u32, u32)> {
+        use proptest::prelude::*;
+        prop_oneof![
+            // Skewed regular bins on a few contexts (long MPS runs, rare LPS).
+            6 => (0usize..4, 0u32..16).prop_map(|(c, r)| (Some(c), (r == 0) as u32 ^ (c as u32 & 1), 1)),
+            3 => (4usize..6, 0u32..2).prop_map(|(c, b)| (Some(c), b, 1)),
+            1 => (1u32..=32).prop_flat_map(|n| (Just(None), 0..=(u32::MAX >> (32 - n)), Just(n))),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn wide_registers_match_the_literal_spec_coder(
+            ops in proptest::collection::vec(op(), 0..3000),
+        ) {
+            let want = spec_encode(&ops, 6);
+            let mut enc = ArithEncoder::new();
+            let mut models = [ContextModel::new(0); 6];
+            for &(ctx, v, n) in &ops {
+                match ctx {
+                    Some(c) => enc.encode_bin(v, &mut models[c]),
+                    None => enc.encode_bypass_bits(v, n),
+                }
+            }
+            let bytes = enc.finish();
+            proptest::prop_assert_eq!(&bytes, &want);
+            let mut dec = ArithDecoder::new(&bytes[..]).unwrap();
+            let mut models = [ContextModel::new(0); 6];
+            for &(ctx, v, n) in &ops {
+                let got = match ctx {
+                    Some(c) => dec.decode_bin(&mut models[c]),
+                    None => dec.decode_bypass_bits(n),
+                };
+                proptest::prop_assert_eq!(got, v);
+            }
+            proptest::prop_assert!(dec.check().is_ok());
+            proptest::prop_assert_eq!(dec.finish().unwrap(), bytes.len());
+            // Any truncation is detected (or, for the last byte only, may still decode).
+            let cut = bytes.len() / 2;
+            if cut >= 2 && cut + 1 < bytes.len() {
+                let mut dec = ArithDecoder::new(&bytes[..cut]).unwrap();
+                let mut models = [ContextModel::new(0); 6];
+                for &(ctx, _, n) in &ops {
+                    match ctx {
+                        Some(c) => dec.decode_bin(&mut models[c]),
+                        None => dec.decode_bypass_bits(n),
+                    };
+                }
+                proptest::prop_assert!(dec.finish().is_err());
+            }
+        }
+    }
+
     #[test]
     fn empty_stream_is_terminate_and_flush_only() {
         let bytes = ArithEncoder::new().finish();
