@@ -6,18 +6,86 @@
 //! max_num_no_rem`); with `Gq = 0` it still binarizes one flag but indexes contexts as if there
 //! were none, so the flag shares contexts with the remainder prefix. [`RateShape`] keeps those
 //! two numbers apart so [`binarize`] reproduces that exactly.
+//!
+//! Every rate-model context starts in initialisation set 0 and keeps its adaptation shifts, so
+//! its state is just the two estimates: [`RateContext`] is half the size of a coder's
+//! [`ContextModel`](crate::contexts::ContextModel), which halves what the trellis moves between its stores.
 
 use crate::binarization::{binarize, BinSink, MAX_ABS_LEVEL};
-use crate::contexts::{ContextLayout, ContextModel, BYPASS_COST, MAX_GTX_FLAGS};
+use crate::contexts::{neighbour_class, ContextLayout, BYPASS_COST, MAX_GTX_FLAGS};
 use crate::error::{Error, Result};
+use crate::tables::{CURVE, EST_BITS};
 
 /// Largest accepted `max_num_no_rem`: the coder then uses `MAX_GTX_FLAGS` greater-than flags.
 pub const MAX_NUM_NO_REM: u32 = MAX_GTX_FLAGS - 1;
 
+/// Shift of the fast estimate in initialisation set 0 (`sh0 + 4`).
+const SHIFT_A: u32 = 5;
+/// Shift of the slow estimate in initialisation set 0 (`sh1`).
+const SHIFT_B: u32 = 4;
+
+/// Next `a` per `[bin][a as u8]` (two's-complement byte of `a`) for set 0's shift (spec §3.4).
+static NEXT_A: [[i16; 256]; 2] = {
+    let mut t = [[0i16; 256]; 2];
+    let mut a = -128i32;
+    while a < 128 {
+        let i = a as u8 as usize;
+        t[1][i] = (a + (CURVE[(16 + (a >> 3)) as usize & 31] >> SHIFT_A)) as i16;
+        t[0][i] = (a - (CURVE[(16 + ((-a) >> 3)) as usize & 31] >> SHIFT_A)) as i16;
+        a += 1;
+    }
+    t
+};
+
+/// Next `b` per `[bin][b & 4095]` (`|b| ≤ 1923`, so the low 12 bits identify it).
+static NEXT_B: [[i16; 4096]; 2] = {
+    let mut t = [[0i16; 4096]; 2];
+    let mut b = -2048i32;
+    while b < 2048 {
+        let i = (b & 4095) as usize;
+        t[1][i] = (b + (CURVE[(16 + (b >> 7)) as usize & 31] >> SHIFT_B)) as i16;
+        t[0][i] = (b - (CURVE[(16 + ((-b) >> 7)) as usize & 31] >> SHIFT_B)) as i16;
+        b += 1;
+    }
+    t
+};
+
+/// A rate-model context: a [`ContextModel`](crate::contexts::ContextModel) of initialisation set 0 reduced to its estimates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RateContext {
+    a: i16,
+    b: i16,
+}
+
+impl RateContext {
+    /// `init(0)`: both estimates 0.
+    pub const INIT: RateContext = RateContext { a: 0, b: 0 };
+
+    /// Combined estimate `16a + b`, as [`ContextModel::p`](crate::contexts::ContextModel::p).
+    #[inline(always)]
+    pub fn p(&self) -> i32 {
+        16 * self.a as i32 + self.b as i32
+    }
+
+    /// Estimated cost of `bin` in 1/32768 bit, as [`ContextModel::est_bits`](crate::contexts::ContextModel::est_bits).
+    #[inline(always)]
+    pub fn est_bits(&self, bin: u32) -> u32 {
+        EST_BITS[(512 + (self.p() >> 3)) as usize & 1023][(bin & 1) as usize]
+    }
+
+    /// Adapts to `bin`, as [`ContextModel::update`](crate::contexts::ContextModel::update) does for a set-0 context.
+    #[inline(always)]
+    pub fn update(&mut self, bin: u32) {
+        let bin = (bin & 1) as usize;
+        self.a = NEXT_A[bin][self.a as u8 as usize];
+        self.b = NEXT_B[bin][self.b as u16 as usize & 4095];
+    }
+}
+
 /// Sums the estimated cost of every bin, leaving the contexts as they are (a context used twice
 /// in one level is priced twice in the same state, as the reference does).
 struct CostSink<'a> {
-    ctx: &'a [ContextModel],
+    ctx: &'a [RateContext],
     bits: u64,
 }
 
@@ -34,7 +102,7 @@ impl BinSink for CostSink<'_> {
 
 /// Adapts every regular bin's context, as coding the level would.
 struct UpdateSink<'a> {
-    ctx: &'a mut [ContextModel],
+    ctx: &'a mut [RateContext],
 }
 
 impl BinSink for UpdateSink<'_> {
@@ -91,7 +159,7 @@ impl RateShape {
 
     /// Estimated cost of `level` in 1/32768 bit, from `ctx` (at least [`len`](Self::len) long).
     #[inline(always)]
-    pub fn cost(&self, ctx: &[ContextModel], level: i64, state: u32, prev: i64) -> u64 {
+    pub fn cost(&self, ctx: &[RateContext], level: i64, state: u32, prev: i64) -> u64 {
         let mut sink = CostSink { ctx, bits: 0 };
         binarize(
             &mut sink,
@@ -106,7 +174,7 @@ impl RateShape {
 
     /// Adapts `ctx` to `level` as coding it in `state` after `prev` would.
     #[inline(always)]
-    pub fn update(&self, ctx: &mut [ContextModel], level: i64, state: u32, prev: i64) {
+    pub fn update(&self, ctx: &mut [RateContext], level: i64, state: u32, prev: i64) {
         let mut sink = UpdateSink { ctx };
         binarize(
             &mut sink,
@@ -116,6 +184,136 @@ impl RateShape {
             state & 7,
             prev,
         );
+    }
+
+    /// [`update`](Self::update) with the greater-than and prefix runs as straight loops over
+    /// their contexts (the trellis' hot path; the result is the same).
+    #[inline(always)]
+    pub fn adapt(&self, ctx: &mut [RateContext], level: i64, state: u32, prev: i64) {
+        self.adapt_nb(ctx, clamp_level(level), state, neighbour_class(prev));
+    }
+
+    /// [`adapt`](Self::adapt) with the neighbour given by its class (0, 1, 2; see
+    /// [`neighbour_class`]).
+    #[inline(always)]
+    /// `level` must be codable (|level| ≤ 2^31) and `nb` at most 2: slicing panics otherwise.
+    pub(crate) fn adapt_nb(&self, ctx: &mut [RateContext], level: i64, state: u32, nb: u32) {
+        let l = self.layout;
+        let sig = l.sig(state & 7, nb);
+        if level == 0 {
+            ctx[sig].update(0);
+            return;
+        }
+        ctx[sig].update(1);
+        let negative = level < 0;
+        ctx[l.sign(nb)].update(negative as u32);
+        let m = level.unsigned_abs();
+        let g = self.num_gtx as u64;
+        let flags = m.min(g) as usize;
+        let base = l.gtx(0, negative);
+        // Flags 0..flags-1 sit on every other context from `base`.
+        let run = &mut ctx[base..base + 2 * flags - 1];
+        for k in 0..flags - 1 {
+            run[2 * k].update(1);
+        }
+        let more = m > g;
+        run[2 * (flags - 1)].update(more as u32);
+        if !more {
+            return;
+        }
+        let rem = m - g - 1;
+        let e = (63 - (rem + 1).leading_zeros()) as usize;
+        let p0 = l.prefix(0);
+        let run = &mut ctx[p0..p0 + e + 1];
+        for c in run[..e].iter_mut() {
+            c.update(1);
+        }
+        run[e].update(0);
+    }
+
+    /// Costs of `0`, `±m` and `±(m + 1)` (`m ≥ 1`, sign `negative`) at once, sharing the bins
+    /// the three binarizations have in common. Equal to three [`cost`](Self::cost) calls.
+    #[inline(always)]
+    pub fn cost_triple(
+        &self,
+        ctx: &[RateContext],
+        m: u64,
+        negative: bool,
+        state: u32,
+        prev: i64,
+    ) -> [u64; 3] {
+        self.cost_triples([ctx], m, negative, [state], [neighbour_class(prev)])[0]
+    }
+
+    /// [`cost_triple`](Self::cost_triple) for `N` stores in lockstep (same levels, each store
+    /// with its own state and neighbour class `nb`, at most 2): the greater-than walk is shared.
+    #[inline(always)]
+    pub(crate) fn cost_triples<const N: usize>(
+        &self,
+        ctx: [&[RateContext]; N],
+        m: u64,
+        negative: bool,
+        state: [u32; N],
+        nb: [u32; N],
+    ) -> [[u64; 3]; N] {
+        let m = m.clamp(1, MAX_ABS_LEVEL - 1);
+        let l = self.layout;
+        let g = self.num_gtx as u64;
+        let mut out = [[0u64; 3]; N];
+        let mut common = [0u64; N];
+        for i in 0..N {
+            let nb = nb[i];
+            let sig = ctx[i][l.sig(state[i] & 7, nb)];
+            out[i][0] = sig.est_bits(0) as u64;
+            common[i] =
+                sig.est_bits(1) as u64 + ctx[i][l.sign(nb)].est_bits(negative as u32) as u64;
+        }
+        let flags = m.min(g) as usize;
+        let base = l.gtx(0, negative);
+        // Flags 0..flags-2 are 1 in both nonzero levels.
+        let run: [&[RateContext]; N] =
+            core::array::from_fn(|i| &ctx[i][base..base + 2 * flags - 1]);
+        for k in 0..flags - 1 {
+            for i in 0..N {
+                common[i] += run[i][2 * k].est_bits(1) as u64;
+            }
+        }
+        let last = base + 2 * (flags - 1);
+        for i in 0..N {
+            let c = ctx[i];
+            let (cm, cm1) = if m < g {
+                let next = c[last + 2].est_bits(0) as u64;
+                let lc = c[last];
+                (
+                    common[i] + lc.est_bits(0) as u64,
+                    common[i] + lc.est_bits(1) as u64 + next,
+                )
+            } else if m == g {
+                let lc = c[last];
+                (
+                    common[i] + lc.est_bits(0) as u64,
+                    common[i] + lc.est_bits(1) as u64 + self.rem_cost(c, 0),
+                )
+            } else {
+                let all = common[i] + c[last].est_bits(1) as u64;
+                let rem = m - g - 1;
+                (all + self.rem_cost(c, rem), all + self.rem_cost(c, rem + 1))
+            };
+            out[i][1] = cm;
+            out[i][2] = cm1;
+        }
+        out
+    }
+
+    /// Cost of the Exp-Golomb remainder `rem` (prefix regular, suffix bypass).
+    #[inline(always)]
+    fn rem_cost(&self, ctx: &[RateContext], rem: u64) -> u64 {
+        let m = 63 - (rem + 1).leading_zeros();
+        let mut c = m as u64 * BYPASS_COST as u64;
+        for j in 0..m {
+            c += ctx[self.layout.prefix(j)].est_bits(1) as u64;
+        }
+        c + ctx[self.layout.prefix(m)].est_bits(0) as u64
     }
 
     /// Context index ranges that levels of magnitude up to `max_abs` can have changed (the rest
@@ -146,7 +344,7 @@ impl RateShape {
 #[derive(Clone, Debug)]
 pub struct RateModel {
     shape: RateShape,
-    ctx: Vec<ContextModel>,
+    ctx: Vec<RateContext>,
     prev: i64,
     state: u32,
 }
@@ -163,7 +361,7 @@ impl RateModel {
         let shape = RateShape::new(max_num_no_rem)?;
         Ok(RateModel {
             shape,
-            ctx: vec![ContextModel::new(0); shape.len()],
+            ctx: vec![RateContext::INIT; shape.len()],
             prev: 0,
             state,
         })
@@ -195,12 +393,12 @@ impl RateModel {
     #[inline]
     pub fn update(&mut self, level: i64) {
         self.shape
-            .update(&mut self.ctx, level, self.state, self.prev);
+            .adapt(&mut self.ctx, level, self.state, self.prev);
         self.prev = level;
     }
 
     /// The context store.
-    pub fn contexts(&self) -> &[ContextModel] {
+    pub fn contexts(&self) -> &[RateContext] {
         &self.ctx
     }
 
@@ -217,7 +415,7 @@ impl RateModel {
 
     /// Back to the initial state.
     pub fn reset(&mut self) {
-        self.ctx.fill(ContextModel::new(0));
+        self.ctx.fill(RateContext::INIT);
         self.prev = 0;
     }
 }
@@ -225,7 +423,35 @@ impl RateModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contexts::ContextModel;
     use crate::tables::EST_BITS;
+
+    #[test]
+    fn rate_context_equals_a_set0_context_model_on_every_reachable_state() {
+        // Breadth-first over the compact states; each must stand for exactly one coder state.
+        use std::collections::{HashMap, VecDeque};
+        let mut seen = HashMap::new();
+        let mut queue = VecDeque::from([(ContextModel::new(0), RateContext::INIT)]);
+        seen.insert(RateContext::INIT, ContextModel::new(0));
+        while let Some((m, r)) = queue.pop_front() {
+            assert_eq!(m.p(), r.p());
+            for bin in 0..2 {
+                assert_eq!(m.est_bits(bin), r.est_bits(bin));
+                let (mut m2, mut r2) = (m, r);
+                m2.update(bin);
+                r2.update(bin);
+                assert_eq!(m2.p(), r2.p(), "{r:?} bin {bin}");
+                match seen.get(&r2) {
+                    Some(known) => assert_eq!(*known, m2, "{r2:?}"),
+                    None => {
+                        seen.insert(r2, m2);
+                        queue.push_back((m2, r2));
+                    }
+                }
+            }
+        }
+        assert!(seen.len() > 1000, "{}", seen.len());
+    }
 
     #[test]
     fn fresh_model_prices_a_zero_as_one_even_bin() {
@@ -289,6 +515,80 @@ mod tests {
     }
 
     #[test]
+    fn cost_triple_equals_three_costs() {
+        let mut seed = 7u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for g in [0u32, 1, 2, 3, 10] {
+            let shape = RateShape::new(g).unwrap();
+            let mut ctx = vec![RateContext::INIT; shape.len()];
+            for round in 0..400 {
+                // Random history so the contexts differ.
+                for _ in 0..5 {
+                    let mag = (rnd() % 40) as i64;
+                    let lv = if rnd() % 2 == 0 { mag } else { -mag };
+                    shape.update(&mut ctx, lv, (rnd() % 8) as u32, lv - 1);
+                }
+                let m = match round % 4 {
+                    0 => 1 + rnd() % 4,
+                    1 => 1 + rnd() % 20,
+                    2 => 1 + rnd() % 5000,
+                    _ => (1u64 << 31) - 1 - rnd() % 3,
+                };
+                for negative in [false, true] {
+                    let state = (rnd() % 8) as u32;
+                    let prev = rnd() as i64 % 3 - 1;
+                    let sg = if negative { -1 } else { 1 };
+                    let want = [
+                        shape.cost(&ctx, 0, state, prev),
+                        shape.cost(&ctx, sg * m as i64, state, prev),
+                        shape.cost(&ctx, sg * (m as i64 + 1), state, prev),
+                    ];
+                    assert_eq!(
+                        shape.cost_triple(&ctx, m, negative, state, prev),
+                        want,
+                        "G {g} m {m}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn adapt_equals_update() {
+        let mut seed = 11u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for g in [0u32, 1, 2, 3, 10, 40] {
+            let shape = RateShape::new(g).unwrap();
+            let mut a = vec![RateContext::INIT; shape.len()];
+            let mut b = a.clone();
+            for i in 0..3000 {
+                let mag = match i % 5 {
+                    0 => 0,
+                    1 => rnd() % 3,
+                    2 => rnd() % 50,
+                    3 => rnd() % 100_000,
+                    _ => (1u64 << 31) - rnd() % 2,
+                } as i64;
+                let level = if rnd() % 2 == 0 { mag } else { -mag };
+                let (state, prev) = ((rnd() % 8) as u32, rnd() as i64 % 3 - 1);
+                shape.update(&mut a, level, state, prev);
+                shape.adapt(&mut b, level, state, prev);
+                assert_eq!(a, b, "G {g} step {i} level {level}");
+            }
+        }
+    }
+
+    #[test]
     fn touched_ranges_cover_every_updated_context() {
         for g in [0u32, 1, 3, 10] {
             let shape = RateShape::new(g).unwrap();
@@ -306,12 +606,12 @@ mod tests {
                 1 << 31,
                 -(1 << 31),
             ] {
-                let mut ctx = vec![ContextModel::new(0); shape.len()];
+                let mut ctx = vec![RateContext::INIT; shape.len()];
                 shape.update(&mut ctx, level, 7, -1);
                 shape.update(&mut ctx, level, 3, 1);
                 let ranges = shape.touched(level.unsigned_abs());
                 for (i, c) in ctx.iter().enumerate() {
-                    if *c != ContextModel::new(0) {
+                    if *c != RateContext::INIT {
                         assert!(
                             ranges.iter().any(|r| r.contains(&i)),
                             "G {g} L {level} ctx {i}"

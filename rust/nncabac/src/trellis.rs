@@ -12,9 +12,9 @@
 //! handed from state to state, copying only when two paths continue from the same state and
 //! only the contexts that can differ.
 
-use crate::contexts::ContextModel;
+use crate::contexts::neighbour_class;
 use crate::error::{Error, Result};
-use crate::rate::RateShape;
+use crate::rate::{RateContext, RateShape};
 
 /// Initial cost of the states a path cannot start in: half the largest float64.
 pub const HUGE: f64 = 0.5 * f64::MAX;
@@ -57,7 +57,7 @@ impl Candidates {
     /// The multiple `qi` held by nonzero slot `slot`.
     #[inline(always)]
     fn qi(&self, slot: u8) -> i64 {
-        self.base + (slot as i64 - self.base).rem_euclid(4)
+        self.base + ((slot as i64 - self.base) & 3)
     }
 
     /// `ds·(o - qi)²` per slot (index 4: the zero reconstruction).
@@ -104,16 +104,39 @@ fn fits(w: f32, s32: f32) -> bool {
     (w * s32).abs() < 2_147_483_648.0
 }
 
+/// Rate kind of each branch in [`BRANCHES`]: 0 the source's parity-0 slot, 1 zero, 2 parity-1.
+const BRANCH_KIND: [[usize; 3]; 8] = {
+    let mut t = [[0; 3]; 8];
+    let mut d = 0;
+    while d < 8 {
+        let mut i = 0;
+        while i < 3 {
+            let (p, slot) = BRANCHES[d][i];
+            t[d][i] = if slot == ZERO_SLOT {
+                1
+            } else if slot == 3 * (p & 1) {
+                0
+            } else {
+                2
+            };
+            i += 1;
+        }
+        d += 1;
+    }
+    t
+};
+
 /// The two banks of eight rate models of the reference, with the stores of one bank shared out
-/// as buffers: slot `p` of the previous bank lives in `store[buf[p]]`.
+/// as buffers: slot `p` of the previous bank is the store at `store[at[p]..]`.
 #[derive(Clone, Debug)]
 struct Banks {
     shape: RateShape,
     len: usize,
-    store: Vec<ContextModel>,
-    buf: [usize; 8],
-    /// `prev` of slot d of bank b: the level it recorded two weights earlier (0 at first).
-    prevs: [[i64; 8]; 2],
+    store: Vec<RateContext>,
+    at: [usize; 8],
+    /// Neighbour class of the `prev` of slot d of bank b: that of the level it recorded two
+    /// weights earlier (0 at first).
+    nbs: [[u32; 8]; 2],
     /// Largest magnitude any store was updated with: bounds what copies must move.
     max_abs: u64,
 }
@@ -124,70 +147,95 @@ impl Banks {
         Banks {
             shape,
             len,
-            store: vec![ContextModel::new(0); 8 * len],
-            buf: core::array::from_fn(|i| i),
-            prevs: [[0; 8]; 2],
+            store: vec![RateContext::INIT; 8 * len],
+            at: core::array::from_fn(|i| i * len),
+            nbs: [[0; 8]; 2],
             max_abs: 0,
         }
     }
 
-    #[inline(always)]
-    fn slot(&self, p: usize) -> &[ContextModel] {
-        let at = self.buf[p] * self.len;
-        &self.store[at..at + self.len]
+    fn reset(&mut self) {
+        self.store.fill(RateContext::INIT);
+        self.at = core::array::from_fn(|i| i * self.len);
+        self.nbs = [[0; 8]; 2];
+        self.max_abs = 0;
     }
 
-    /// Rates of the three candidates of every source state at weight `t`, as `[p][slot]`.
     #[inline(always)]
-    fn rates(&self, t: usize, lev: &[i64; 5], out: &mut [[f64; 5]; 8]) {
-        let prevs = &self.prevs[(t + 1) & 1];
-        for p in 0..8 {
-            let ctx = self.slot(p);
-            let q = (p & 1) as u8;
-            for slot in [3 * q, ZERO_SLOT, 2 - q] {
-                let s = slot as usize;
-                out[p][s] = self.shape.cost(ctx, lev[s], p as u32, prevs[p]) as f64;
+    fn slot(&self, p: usize) -> &[RateContext] {
+        &self.store[self.at[p]..self.at[p] + self.len]
+    }
+
+    /// Rates at weight `t` as `[kind][source state]` (kinds as in [`BRANCH_KIND`]).
+    #[inline(always)]
+    fn rates(&self, t: usize, cand: &Candidates) -> [[f64; 8]; 3] {
+        let nbs = &self.nbs[(t + 1) & 1];
+        let mut out = [[0.0; 8]; 3];
+        // Q0 states choose between qi ≡ 0 and qi ≡ 2 (mod 4), Q1 states between 3 and 1: two
+        // consecutive magnitudes each, the smaller one `m`.
+        for q in 0..2 {
+            let (even, odd) = (cand.qi(3 * q as u8), cand.qi(2 - q as u8));
+            let m = ((even.min(odd) + 1) >> 1) as u64;
+            let ps = [q, q + 2, q + 4, q + 6];
+            let costs = self.shape.cost_triples(
+                ps.map(|p| self.slot(p)),
+                m,
+                cand.negative,
+                ps.map(|p| p as u32),
+                ps.map(|p| nbs[p]),
+            );
+            for (&p, [z, a, b]) in ps.iter().zip(costs) {
+                let (c_even, c_odd) = if even < odd { (a, b) } else { (b, a) };
+                // Costs stay far below 2^53: exact as float64 (via i64, a single conversion).
+                out[0][p] = c_even as i64 as f64;
+                out[1][p] = z as i64 as f64;
+                out[2][p] = c_odd as i64 as f64;
             }
         }
+        out
     }
 
     /// Slot d of the current bank becomes slot `from[d]` of the previous one, updated with
     /// `level[d]` in state d with its own stale neighbour (spec §10.6 quirk).
     #[inline(always)]
     fn advance(&mut self, t: usize, from: &[u8; 8], level: &[i64; 8]) {
-        let mut claimed = [false; 8];
+        let mut claimed = 0u32;
         let mut dst = [usize::MAX; 8];
         for d in 0..8 {
             let p = from[d] as usize;
-            if !claimed[p] {
-                claimed[p] = true;
-                dst[d] = self.buf[p];
+            if claimed & (1 << p) == 0 {
+                claimed |= 1 << p;
+                dst[d] = self.at[p];
             }
         }
-        // A state continued by two paths is copied into the buffer of a state nobody continues,
-        // before any store is updated.
-        let mut free = (0..8).filter(|&p| !claimed[p]).map(|p| self.buf[p]);
-        let ranges = self.shape.touched(self.max_abs);
-        for d in 0..8 {
-            if dst[d] == usize::MAX {
-                let f = free.next().unwrap_or(0);
-                let src = self.buf[from[d] as usize] * self.len;
-                for r in ranges.iter() {
-                    self.store
-                        .copy_within(src + r.start..src + r.end, f * self.len + r.start);
+        if claimed != 0xff {
+            // A state continued by two paths is copied into the store of a state nobody
+            // continues, before any store is updated.
+            let mut free = !claimed & 0xff;
+            let ranges = self.shape.touched(self.max_abs);
+            for d in 0..8 {
+                if dst[d] == usize::MAX {
+                    let f = self.at[free.trailing_zeros() as usize & 7];
+                    free &= free - 1;
+                    let src = self.at[from[d] as usize];
+                    for r in ranges.iter() {
+                        self.store
+                            .copy_within(src + r.start..src + r.end, f + r.start);
+                    }
+                    dst[d] = f;
                 }
-                dst[d] = f;
             }
         }
-        let prevs = &mut self.prevs[t & 1];
+        let nbs = &mut self.nbs[t & 1];
+        let mut max_abs = self.max_abs;
         for d in 0..8 {
-            let at = dst[d] * self.len;
-            let ctx = &mut self.store[at..at + self.len];
-            self.shape.update(ctx, level[d], d as u32, prevs[d]);
-            prevs[d] = level[d];
-            self.max_abs = self.max_abs.max(level[d].unsigned_abs());
+            let ctx = &mut self.store[dst[d]..dst[d] + self.len];
+            self.shape.adapt_nb(ctx, level[d], d as u32, nbs[d]);
+            nbs[d] = neighbour_class(level[d]);
+            max_abs = max_abs.max(level[d].unsigned_abs());
         }
-        self.buf = dst;
+        self.max_abs = max_abs;
+        self.at = dst;
     }
 }
 
@@ -226,10 +274,7 @@ impl Trellis {
         let end = if lambda > 0.0 {
             let banks = match &mut self.banks {
                 Some(b) if b.shape == shape => {
-                    b.store.fill(ContextModel::new(0));
-                    b.buf = core::array::from_fn(|i| i);
-                    b.prevs = [[0; 8]; 2];
-                    b.max_abs = 0;
+                    b.reset();
                     b
                 }
                 slot => slot.insert(Banks::new(shape)),
@@ -356,7 +401,6 @@ fn forward_rate(
 ) -> Result<usize> {
     let mut j = [HUGE; 8];
     j[0] = 0.0;
-    let mut rate = [[0.0f64; 5]; 8];
     for (k, (&w, o)) in weights.iter().zip(out.iter_mut()).enumerate() {
         if !fits(w, s32) {
             return Err(overflow(k));
@@ -365,21 +409,20 @@ fn forward_rate(
         let cand = Candidates::new(w, qs);
         let dist = cand.dists(dsi);
         let lev = cand.levels();
-        banks.rates(k, &lev, &mut rate);
+        let rate = banks.rates(k, &cand);
         let mut nj = [0.0; 8];
         let mut dec = 0u16;
         let mut from = [0u8; 8];
         let mut level = [0i64; 8];
         for d in 0..8 {
-            let br = BRANCHES[d];
             let cost = |i: usize| {
-                let (p, s) = (br[i].0 as usize, br[i].1 as usize);
-                (j[p] + dist[s]) + rate[p][s]
+                let (p, s) = BRANCHES[d][i];
+                (j[p as usize] + dist[s as usize]) + rate[BRANCH_KIND[d][i]][p as usize]
             };
             let (c, b) = min3(cost(0), cost(1), cost(2));
             nj[d] = c;
             dec |= b << (2 * d);
-            let (p, s) = br[b as usize];
+            let (p, s) = BRANCHES[d][b as usize];
             from[d] = p;
             level[d] = lev[s as usize];
         }
