@@ -107,7 +107,7 @@ pub(crate) fn decode_level_with(
     let mut abs: u64 = 1;
     let mut k = 0;
     while k < g {
-        if st.decode_bin(data, &mut ctx[layout.gtx(k, negative)]) == 0 {
+        if st.decode_bin_predictable(data, &mut ctx[layout.gtx(k, negative)]) == 0 {
             break;
         }
         abs += 1;
@@ -115,7 +115,7 @@ pub(crate) fn decode_level_with(
     }
     if k == g {
         let mut m = 0u32;
-        while st.decode_bin(data, &mut ctx[layout.prefix(m)]) != 0 {
+        while st.decode_bin_predictable(data, &mut ctx[layout.prefix(m)]) != 0 {
             m += 1;
             if m > 30 {
                 return Err(Error::Corrupt("remainder prefix longer than 31 bins"));

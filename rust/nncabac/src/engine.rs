@@ -301,6 +301,33 @@ impl DecState {
         bin
     }
 
+    /// [`DecState::decode_bin`] with a branch on the outcome: faster for bins whose value is
+    /// predictable (the greater-than run and the remainder prefix), where the branch-free form
+    /// would put the renormalisation on every bin's critical path.
+    #[inline(always)]
+    pub(crate) fn decode_bin_predictable(&mut self, data: &[u8], model: &mut ContextModel) -> u32 {
+        self.ensure(data);
+        let r_lps = model.rlps(self.range);
+        let r_mps = self.range - r_lps;
+        let scaled = (r_mps as u64) << (7 + WIN);
+        let bin;
+        if self.value < scaled {
+            bin = model.mps();
+            let n = (r_mps < 256) as u32;
+            self.range = r_mps << n;
+            self.value <<= n;
+            self.avail -= n;
+        } else {
+            bin = model.mps() ^ 1;
+            let n = r_lps.leading_zeros() - 23;
+            self.range = r_lps << n;
+            self.value = (self.value - scaled) << n;
+            self.avail -= n;
+        }
+        model.update(bin);
+        bin
+    }
+
     /// Decodes `n` (<= 32) bypass bins, MSB first (spec §2.9).
     #[inline(always)]
     pub(crate) fn decode_bypass_bits(&mut self, data: &[u8], n: u32) -> u32 {
