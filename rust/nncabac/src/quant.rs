@@ -566,6 +566,64 @@ mod tests {
     }
 
     #[test]
+    fn zero_importance_leaves_only_the_rate() {
+        // With no distortion to weigh, every weight takes the cheapest level: zero.
+        let w: Vec<f32> = (0..500)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.003)
+            .collect();
+        let zeros = vec![0.0f32; w.len()];
+        for dq_flag in [false, true] {
+            let p = QuantParams {
+                dq_flag,
+                lambda_scale: 1.0,
+                ..QuantParams::default()
+            };
+            let (levels, _) = quantize_layer(&w, &p, Some(&zeros)).unwrap();
+            assert!(levels.iter().all(|&l| l == 0), "dq {dq_flag}");
+            let (plain, _) = quantize_layer(&w, &p, None).unwrap();
+            assert!(plain.iter().any(|&l| l != 0));
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_never_panic() {
+        let w = [
+            f32::MAX,
+            -f32::MAX,
+            f32::MIN_POSITIVE,
+            -1e-45,
+            0.0,
+            -0.0,
+            1e30,
+            -1e-30,
+            2147483648.0,
+            -2147483648.0,
+        ];
+        for qpd in 0..=MAX_QP_DENSITY {
+            let k = 1i32 << qpd;
+            for qp in [-126 * k, -38, 0, 127 * k - 1, i32::MIN, i32::MAX] {
+                for (dq_flag, lambda_scale) in
+                    [(false, 0.0), (false, 1.0), (true, 0.0), (true, 1.0)]
+                {
+                    let p = QuantParams {
+                        dq_flag,
+                        qp,
+                        qp_density: qpd,
+                        lambda_scale,
+                        max_num_no_rem: 0,
+                        ..QuantParams::default()
+                    };
+                    if let Ok((levels, qp_used)) = quantize_layer(&w, &p, None) {
+                        assert!(qp_used >= qp);
+                        assert!(dequantize_layer(&levels, qp_used, qpd).is_ok());
+                    }
+                    let _ = quantize_layer(&w[2..], &p, None);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn dequantization_is_one_float32_product() {
         let d = step_size(-38, 2).unwrap();
         let r = dequantize_layer(&[0, 1, -3, i32::MAX, i32::MIN], -38, 2).unwrap();

@@ -63,26 +63,25 @@ impl Candidates {
     /// `ds·(o - qi)²` per slot (index 4: the zero reconstruction).
     #[inline(always)]
     fn dists(&self, ds: f64) -> [f64; 5] {
-        let mut d = [0.0; 5];
-        for i in 0..4 {
-            let qi = self.base + i;
-            let e = self.o - qi as f64;
-            d[(qi & 3) as usize] = ds * (e * e);
-        }
-        d[4] = ds * (self.o * self.o);
-        d
+        let d = |slot: u8| {
+            let e = self.o - self.qi(slot) as f64;
+            ds * (e * e)
+        };
+        [d(0), d(1), d(2), d(3), ds * (self.o * self.o)]
     }
 
     /// Coded level per slot: `±(qi + 1) >> 1` (index 4: 0).
     #[inline(always)]
     fn levels(&self) -> [i64; 5] {
-        let mut l = [0; 5];
-        for i in 0..4 {
-            let qi = self.base + i;
-            let m = (qi + 1) >> 1;
-            l[(qi & 3) as usize] = if self.negative { -m } else { m };
-        }
-        l
+        let l = |slot: u8| {
+            let m = (self.qi(slot) + 1) >> 1;
+            if self.negative {
+                -m
+            } else {
+                m
+            }
+        };
+        [l(0), l(1), l(2), l(3), 0]
     }
 
     /// Reconstruction index of `slot`: `±qi`, or `None` when it does not fit in int32.
