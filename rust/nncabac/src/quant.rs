@@ -236,12 +236,19 @@ pub fn quantize_rdo(
         let sg = if w < 0.0 { -1.0 } else { 1.0 };
         let a = sg * w * qs;
         let dsi = importance.map_or(ds, |v| ds * v[k] as f64);
-        let mut best = 0i64;
-        let mut jmin = dsi * (a * a) + rm.cost(0) as f64;
         let m = round_pos(a);
-        for q in (m - 1).max(1)..=m {
+        // Candidates max(1, m - 1) ..= m, priced as positive levels (spec quirk), with the
+        // zero: `cost_triple` prices 0, lo and lo + 1 in one pass.
+        let lo = (m - 1).max(1);
+        let [r0, r_lo, r_hi] = rm.cost_triple(lo as u64, false);
+        let mut best = 0i64;
+        let mut jmin = dsi * (a * a) + r0 as f64;
+        for (q, rate) in [(lo, r_lo), (lo + 1, r_hi)] {
+            if q > m {
+                break;
+            }
             let e = a - q as f64;
-            let c = dsi * (e * e) + rm.cost(q) as f64;
+            let c = dsi * (e * e) + rate as f64;
             if c < jmin {
                 best = q;
                 jmin = c;

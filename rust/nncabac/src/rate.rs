@@ -212,12 +212,12 @@ impl RateShape {
         let flags = m.min(g) as usize;
         let base = l.gtx(0, negative);
         // Flags 0..flags-1 sit on every other context from `base`.
-        let run = &mut ctx[base..base + 2 * flags - 1];
-        for k in 0..flags - 1 {
-            run[2 * k].update(1);
+        let (ones, last) = ctx[base..base + 2 * flags].split_at_mut(2 * (flags - 1));
+        for pair in ones.chunks_exact_mut(2) {
+            pair[0].update(1);
         }
         let more = m > g;
-        run[2 * (flags - 1)].update(more as u32);
+        last[0].update(more as u32);
         if !more {
             return;
         }
@@ -387,6 +387,14 @@ impl RateModel {
     #[inline]
     pub fn cost(&self, level: i64) -> u64 {
         self.shape.cost(&self.ctx, level, self.state, self.prev)
+    }
+
+    /// Costs of `0`, `±m` and `±(m + 1)` for `m ≥ 1` (sign `negative`), as three
+    /// [`cost`](Self::cost) calls would give them but sharing their common bins.
+    #[inline]
+    pub fn cost_triple(&self, m: u64, negative: bool) -> [u64; 3] {
+        self.shape
+            .cost_triple(&self.ctx, m, negative, self.state, self.prev)
     }
 
     /// Adapts the contexts to `level` and makes it the neighbour of the next level.
