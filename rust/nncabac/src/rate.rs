@@ -9,7 +9,9 @@
 //!
 //! Every rate-model context starts in initialisation set 0 and keeps its adaptation shifts, so
 //! its state is just the two estimates: [`RateContext`] is half the size of a coder's
-//! [`ContextModel`](crate::contexts::ContextModel), which halves what the trellis moves between its stores.
+//! [`ContextModel`](crate::contexts::ContextModel), which halves what the trellis moves between
+//! its stores. The hot paths (the update and the triple costs of the trellis) walk the
+//! greater-than and prefix runs directly; tests check them against [`binarize`].
 
 use crate::binarization::{binarize, BinSink, MAX_ABS_LEVEL};
 use crate::contexts::{neighbour_class, ContextLayout, BYPASS_COST, MAX_GTX_FLAGS};
@@ -50,7 +52,8 @@ static NEXT_B: [[i16; 4096]; 2] = {
     t
 };
 
-/// A rate-model context: a [`ContextModel`](crate::contexts::ContextModel) of initialisation set 0 reduced to its estimates.
+/// A rate-model context: a [`ContextModel`](crate::contexts::ContextModel) of initialisation
+/// set 0 reduced to its two estimates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RateContext {
     a: i16,
@@ -67,13 +70,15 @@ impl RateContext {
         16 * self.a as i32 + self.b as i32
     }
 
-    /// Estimated cost of `bin` in 1/32768 bit, as [`ContextModel::est_bits`](crate::contexts::ContextModel::est_bits).
+    /// Estimated cost of `bin` in 1/32768 bit, as
+    /// [`ContextModel::est_bits`](crate::contexts::ContextModel::est_bits).
     #[inline(always)]
     pub fn est_bits(&self, bin: u32) -> u32 {
         EST_BITS[(512 + (self.p() >> 3)) as usize & 1023][(bin & 1) as usize]
     }
 
-    /// Adapts to `bin`, as [`ContextModel::update`](crate::contexts::ContextModel::update) does for a set-0 context.
+    /// Adapts to `bin`, as [`ContextModel::update`](crate::contexts::ContextModel::update) does
+    /// for a set-0 context.
     #[inline(always)]
     pub fn update(&mut self, bin: u32) {
         let bin = (bin & 1) as usize;
@@ -100,11 +105,14 @@ impl BinSink for CostSink<'_> {
     }
 }
 
-/// Adapts every regular bin's context, as coding the level would.
+/// Adapts every regular bin's context, as coding the level would (the definition [`RateShape`]'s
+/// faster update is tested against).
+#[cfg(test)]
 struct UpdateSink<'a> {
     ctx: &'a mut [RateContext],
 }
 
+#[cfg(test)]
 impl BinSink for UpdateSink<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
@@ -159,7 +167,7 @@ impl RateShape {
 
     /// Estimated cost of `level` in 1/32768 bit, from `ctx` (at least [`len`](Self::len) long).
     #[inline(always)]
-    pub fn cost(&self, ctx: &[RateContext], level: i64, state: u32, prev: i64) -> u64 {
+    pub(crate) fn cost(&self, ctx: &[RateContext], level: i64, state: u32, prev: i64) -> u64 {
         let mut sink = CostSink { ctx, bits: 0 };
         binarize(
             &mut sink,
@@ -173,8 +181,8 @@ impl RateShape {
     }
 
     /// Adapts `ctx` to `level` as coding it in `state` after `prev` would.
-    #[inline(always)]
-    pub fn update(&self, ctx: &mut [RateContext], level: i64, state: u32, prev: i64) {
+    #[cfg(test)]
+    pub(crate) fn update(&self, ctx: &mut [RateContext], level: i64, state: u32, prev: i64) {
         let mut sink = UpdateSink { ctx };
         binarize(
             &mut sink,
@@ -186,17 +194,16 @@ impl RateShape {
         );
     }
 
-    /// [`update`](Self::update) with the greater-than and prefix runs as straight loops over
-    /// their contexts (the trellis' hot path; the result is the same).
+    /// Adapts `ctx` to `level` as coding it in `state` after `prev` would, walking the
+    /// greater-than and prefix runs as straight loops over their contexts.
     #[inline(always)]
-    pub fn adapt(&self, ctx: &mut [RateContext], level: i64, state: u32, prev: i64) {
+    pub(crate) fn adapt(&self, ctx: &mut [RateContext], level: i64, state: u32, prev: i64) {
         self.adapt_nb(ctx, clamp_level(level), state, neighbour_class(prev));
     }
 
     /// [`adapt`](Self::adapt) with the neighbour given by its class (0, 1, 2; see
-    /// [`neighbour_class`]).
+    /// [`neighbour_class`]). `level` must be codable (|level| ≤ 2^31) and `nb` at most 2.
     #[inline(always)]
-    /// `level` must be codable (|level| ≤ 2^31) and `nb` at most 2: slicing panics otherwise.
     pub(crate) fn adapt_nb(&self, ctx: &mut [RateContext], level: i64, state: u32, nb: u32) {
         let l = self.layout;
         let sig = l.sig(state & 7, nb);
@@ -234,7 +241,7 @@ impl RateShape {
     /// Costs of `0`, `±m` and `±(m + 1)` (`m ≥ 1`, sign `negative`) at once, sharing the bins
     /// the three binarizations have in common. Equal to three [`cost`](Self::cost) calls.
     #[inline(always)]
-    pub fn cost_triple(
+    pub(crate) fn cost_triple(
         &self,
         ctx: &[RateContext],
         m: u64,

@@ -60,7 +60,13 @@ proptest! {
     #[test]
     fn plain_rounding_is_within_half_a_step(w in weights(400), qp in -60i32..0, qpd in 0u32..=3) {
         let qp = qp * (1 << qpd) / 4; // steps from 2^-15 to 1
-        let p = QuantParams { dq_flag: false, qp, qp_density: qpd, lambda_scale: 0.0, ..QuantParams::default() };
+        let p = QuantParams {
+            dq_flag: false,
+            qp,
+            qp_density: qpd,
+            lambda_scale: 0.0,
+            ..QuantParams::default()
+        };
         let (levels, qp_used) = quantize_layer(&w, &p, None).unwrap();
         prop_assert_eq!(qp_used, qp);
         let d = step_size(qp_used, qpd).unwrap();
@@ -82,7 +88,8 @@ proptest! {
     #[test]
     fn importance_of_ones_changes_nothing(w in weights(300), p in params()) {
         let ones = vec![1.0f32; w.len()];
-        prop_assert_eq!(quantize_layer(&w, &p, None).unwrap(), quantize_layer(&w, &p, Some(&ones)).unwrap());
+        let plain = quantize_layer(&w, &p, None).unwrap();
+        prop_assert_eq!(plain, quantize_layer(&w, &p, Some(&ones)).unwrap());
     }
 
     #[test]
@@ -100,9 +107,17 @@ proptest! {
     }
 
     #[test]
-    fn quantized_levels_round_trip_through_the_coder(w in weights(500), p in params(), rows in 1usize..4) {
+    fn quantized_levels_round_trip_through_the_coder(
+        w in weights(500),
+        p in params(),
+        rows in 1usize..4,
+    ) {
         let (levels, _) = quantize_layer(&w, &p, None).unwrap();
-        let shape = if levels.len() % rows == 0 && !levels.is_empty() { vec![rows, levels.len() / rows] } else { vec![levels.len()] };
+        let shape = if levels.len() % rows == 0 && !levels.is_empty() {
+            vec![rows, levels.len() / rows]
+        } else {
+            vec![levels.len()]
+        };
         let lp = LayerParams {
             dq_flag: p.dq_flag,
             num_gtx_flags: p.num_gtx_flags(),
@@ -126,7 +141,8 @@ proptest! {
         let err = (dequantize(levels[0], d as f32) as f64 - x as f64).abs();
         // RDO may round down by up to a step (or to zero); the trellis picks among four
         // neighbouring multiples of Δ and zero.
-        prop_assert!(err <= 2.0 * d + x.abs() as f64 * 1e-6 || levels[0] == 0, "x {} r {}", x, levels[0]);
+        let near = err <= 2.0 * d + x.abs() as f64 * 1e-6;
+        prop_assert!(near || levels[0] == 0, "x {} r {}", x, levels[0]);
         prop_assert_eq!(quantize_layer(&[], &p, None).unwrap(), (vec![], p.qp));
     }
 }
