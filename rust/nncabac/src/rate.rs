@@ -286,28 +286,48 @@ impl RateShape {
             }
         }
         let last = base + 2 * (flags - 1);
-        for i in 0..N {
-            let c = ctx[i];
-            let (cm, cm1) = if m < g {
-                let next = c[last + 2].est_bits(0) as u64;
-                let lc = c[last];
-                (
-                    common[i] + lc.est_bits(0) as u64,
-                    common[i] + lc.est_bits(1) as u64 + next,
-                )
-            } else if m == g {
-                let lc = c[last];
-                (
-                    common[i] + lc.est_bits(0) as u64,
-                    common[i] + lc.est_bits(1) as u64 + self.rem_cost(c, 0),
-                )
-            } else {
-                let all = common[i] + c[last].est_bits(1) as u64;
-                let rem = m - g - 1;
-                (all + self.rem_cost(c, rem), all + self.rem_cost(c, rem + 1))
-            };
-            out[i][1] = cm;
-            out[i][2] = cm1;
+        if m < g {
+            for i in 0..N {
+                let (lc, next) = (ctx[i][last], ctx[i][last + 2]);
+                out[i][1] = common[i] + lc.est_bits(0) as u64;
+                out[i][2] = common[i] + lc.est_bits(1) as u64 + next.est_bits(0) as u64;
+            }
+        } else if m == g {
+            for i in 0..N {
+                let lc = ctx[i][last];
+                out[i][1] = common[i] + lc.est_bits(0) as u64;
+                out[i][2] = common[i] + lc.est_bits(1) as u64 + self.rem_cost(ctx[i], 0);
+            }
+        } else {
+            // Both levels have all flags set and remainders `rem`, `rem + 1`, whose prefixes
+            // share their first `e` ones; equal prefix lengths cost the same.
+            let rem = m - g - 1;
+            let e = (63 - (rem + 1).leading_zeros()) as usize;
+            let longer = (rem + 2).is_power_of_two();
+            let p0 = l.prefix(0);
+            let run: [&[RateContext]; N] = core::array::from_fn(|i| &ctx[i][p0..p0 + e + 2]);
+            for i in 0..N {
+                common[i] += ctx[i][last].est_bits(1) as u64 + e as u64 * BYPASS_COST as u64;
+            }
+            // Index loops: the N stores advance in lockstep.
+            #[allow(clippy::needless_range_loop)]
+            for j in 0..e {
+                for i in 0..N {
+                    common[i] += run[i][j].est_bits(1) as u64;
+                }
+            }
+            for i in 0..N {
+                let cm = common[i] + run[i][e].est_bits(0) as u64;
+                out[i][1] = cm;
+                out[i][2] = if longer {
+                    common[i]
+                        + run[i][e].est_bits(1) as u64
+                        + run[i][e + 1].est_bits(0) as u64
+                        + BYPASS_COST as u64
+                } else {
+                    cm
+                };
+            }
         }
         out
     }
@@ -541,17 +561,18 @@ mod tests {
         for g in [0u32, 1, 2, 3, 10] {
             let shape = RateShape::new(g).unwrap();
             let mut ctx = vec![RateContext::INIT; shape.len()];
-            for round in 0..400 {
+            for round in 0..1500 {
                 // Random history so the contexts differ.
                 for _ in 0..5 {
                     let mag = (rnd() % 40) as i64;
                     let lv = if rnd() % 2 == 0 { mag } else { -mag };
                     shape.update(&mut ctx, lv, (rnd() % 8) as u32, lv - 1);
                 }
-                let m = match round % 4 {
+                let m = match round % 5 {
                     0 => 1 + rnd() % 4,
                     1 => 1 + rnd() % 20,
                     2 => 1 + rnd() % 5000,
+                    3 => 1 + (round / 5) as u64 % 300, // every small m: each prefix length
                     _ => (1u64 << 31) - 1 - rnd() % 3,
                 };
                 for negative in [false, true] {
