@@ -47,8 +47,9 @@ impl Candidates {
     #[inline(always)]
     fn new(w: f32, qs: f64) -> Self {
         let negative = w < 0.0; // -0.0 counts as positive
-        let sg = if negative { -1.0 } else { 1.0 };
-        let o = (qs * w as f64) * sg;
+                                // `(qs·w)·sg` of the spec, sg = ±1: exactly |qs·w| (a -0.0 becomes +0.0, which no
+                                // candidate can tell apart).
+        let o = (qs * w as f64).abs();
         // `o` is finite and below ~2^31 here (checked by the caller), so the cast truncates.
         let base = (o as i64 - 1).max(1);
         Candidates { o, base, negative }
@@ -198,31 +199,32 @@ impl Banks {
     /// `level[d]` in state d with its own stale neighbour (spec §10.6 quirk).
     #[inline(always)]
     fn advance(&mut self, t: usize, from: &[u8; 8], level: &[i64; 8]) {
+        // The first destination continuing a state takes its store; the others get copies.
         let mut claimed = 0u32;
-        let mut dst = [usize::MAX; 8];
+        let mut copy = 0u32;
+        let mut dst = [0usize; 8];
         for d in 0..8 {
-            let p = from[d] as usize;
-            if claimed & (1 << p) == 0 {
-                claimed |= 1 << p;
-                dst[d] = self.at[p];
-            }
+            let bit = 1u32 << from[d];
+            let taken = (claimed & bit != 0) as u32;
+            claimed |= bit;
+            copy |= taken << d;
+            dst[d] = self.at[from[d] as usize];
         }
-        if claimed != 0xff {
-            // A state continued by two paths is copied into the store of a state nobody
-            // continues, before any store is updated.
+        if copy != 0 {
+            // Copies go to the stores of states nobody continues, before any store is updated.
             let mut free = !claimed & 0xff;
             let ranges = self.shape.touched(self.max_abs);
-            for d in 0..8 {
-                if dst[d] == usize::MAX {
-                    let f = self.at[free.trailing_zeros() as usize & 7];
-                    free &= free - 1;
-                    let src = self.at[from[d] as usize];
-                    for r in ranges.iter() {
-                        self.store
-                            .copy_within(src + r.start..src + r.end, f + r.start);
-                    }
-                    dst[d] = f;
+            while copy != 0 {
+                let d = copy.trailing_zeros() as usize & 7;
+                copy &= copy - 1;
+                let f = self.at[free.trailing_zeros() as usize & 7];
+                free &= free.wrapping_sub(1);
+                let src = dst[d];
+                for r in ranges.iter() {
+                    self.store
+                        .copy_within(src + r.start..src + r.end, f + r.start);
                 }
+                dst[d] = f;
             }
         }
         let nbs = &mut self.nbs[t & 1];
