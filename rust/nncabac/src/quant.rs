@@ -167,7 +167,8 @@ pub fn dequantize_layer_into(
 
 /// Plain rounding (spec §10.3): `round_half_away(float32(w · float32(1/Δ)))`, all in float32.
 ///
-/// Returns [`Error::Overflow`] when a rounded value is outside int32 (−2^31 itself is accepted).
+/// Returns [`Error::Overflow`] when a rounded value is outside int32 (−2^31 itself is accepted);
+/// non-finite weights are reported the same way ([`quantize_layer`] rejects them first).
 pub fn quantize_uniform(weights: &[f32], delta: f32, out: &mut [i32]) -> Result<()> {
     check_lengths(weights.len(), out.len())?;
     let s = 1.0f32 / delta;
@@ -570,6 +571,18 @@ mod tests {
                 assert!(l[0] != 0);
             }
         }
+    }
+
+    #[test]
+    fn rdo_keeps_a_level_where_the_reference_zeroes_minus_two_to_the_31() {
+        // |w|/Δ = 2^31 for a negative weight passes the overflow check; the reference then
+        // outputs 0 (documented deviation), here the RDO level.
+        let mut out = [7];
+        quantize_rdo(&[-2147483648.0], 1.0, 1.0, 10, None, &mut out).unwrap();
+        assert!(out[0] == i32::MIN || out[0] == i32::MIN + 1, "{}", out[0]);
+        assert!(quantize_rdo(&[2147483648.0], 1.0, 1.0, 10, None, &mut out).is_err());
+        assert!(quantize_rdo(&[-2147483520.0], 1.0, 1.0, 10, None, &mut out).is_ok());
+        assert!(quantize_rdo(&[-2147483904.0], 1.0, 1.0, 10, None, &mut out).is_err());
     }
 
     #[test]
