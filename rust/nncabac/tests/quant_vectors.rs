@@ -106,7 +106,7 @@ fn every_quant_vector_matches_the_reference() {
         assert!(bytes == want_bytes, "{id}: coded bytes differ");
         checked += 1;
     }
-    assert_eq!(checked, 60, "quant vectors checked");
+    assert!(checked >= 60, "only {checked} quant vectors found");
 }
 
 #[test]
