@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from nncabac import nnc
 
 ROOT = Path(__file__).resolve().parent.parent
