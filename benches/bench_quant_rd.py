@@ -1,7 +1,7 @@
 """Quantization benchmark: rate-distortion curves of nncabac's quantizers on two real models.
 
     .venv/bin/python benches/bench_quant_rd.py            # both models, ~12 min on 2 busy cores
-    .venv/bin/python benches/bench_quant_rd.py --quick    # coarser qp grid, fewer crops (~4 min)
+    .venv/bin/python benches/bench_quant_rd.py --quick    # coarser qp grid, fewer crops (~2-4 min)
     .venv/bin/python benches/bench_quant_rd.py --models digits --train-digits
 
 For each model every conv/linear weight is quantized at one qp (swept) by each quantizer below,

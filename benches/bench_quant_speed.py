@@ -208,10 +208,15 @@ def main() -> None:
         f"\nSingle thread, median of {repeats}, Laplacian float32 weights (σ = {SIGMA}, seed 0) at "
         f"qp {QP}, qp_density {QP_DENSITY}, max_num_no_rem {MAX_NUM_NO_REM}, "
         f"general_profile_idc 0. "
-        f"Importance: log-normal, mean 1. Reference: NNCodec 2.1.3 `quantLayer` "
-        f"(via `shared/tools/nnc_oracle.py`) in its own interpreter on the same input, one call "
-        f"per quantizer per round, rounds alternating with ours. "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); python "
+        f"Importance: log-normal, mean 1. "
+        + (
+            "Reference: NNCodec 2.1.3 `quantLayer` (via `shared/tools/nnc_oracle.py`) in its own "
+            "interpreter on the same input, one call per quantizer per round, rounds alternating "
+            "with ours. "
+            if have_ref
+            else "Reference not run. "
+        )
+        + f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); python "
         f"{sys.version.split()[0]}, numpy {np.__version__}; nncabac {build_info()}. "
         f"Other jobs may share the machine: figures are medians, not best-of.\n"
     )
