@@ -80,6 +80,19 @@ def test_bn_importance_follows_the_channel_gain() -> None:
     np.testing.assert_allclose(imp["4.weight"], 1.0)
 
 
+def test_tempered_fisher_is_the_normalized_root() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    batches = _batches(2)
+    raw = importance.fisher_diagonal(model, batches, torch.nn.functional.cross_entropy, floor=0.0)
+    root = importance.fisher_diagonal(
+        model, batches, torch.nn.functional.cross_entropy, floor=0.0, power=0.5
+    )
+    for n in raw:
+        want = np.sqrt(raw[n].astype(np.float64))
+        np.testing.assert_allclose(root[n], want / want.mean(), rtol=1e-4)
+
+
 def test_normalize() -> None:
     np.testing.assert_allclose(importance.normalize(np.array([1.0, 3.0])), [0.5, 1.5])
     np.testing.assert_array_equal(importance.normalize(np.zeros(3)), np.ones(3))
