@@ -523,7 +523,14 @@ def main() -> None:
         ]
 
     # memory
-    lines += ["## Peak memory of compressing (nncabac)", ""]
+    lines += [
+        "## Peak memory of compressing (nncabac)",
+        "",
+        "Peak RSS of the first compress in a fresh process minus the RSS just before it (the "
+        "loaded model, the interpreter and the imports are not counted; see the docstring). "
+        "With the loaded model, the process peak is fp32 + this.",
+        "",
+    ]
     mem = [
         "| model | fp32 MiB | setting | compressed MiB | peak MiB | peak / fp32 |",
         "|---|---|---|---|---|---|",
@@ -554,10 +561,13 @@ def main() -> None:
     lines.append("")
     for s, slope, const in fits:
         ok = "meets" if slope <= TARGET_PEAK else "does NOT meet"
+        ok_total = "meets" if slope + 1 <= TARGET_PEAK else "does NOT meet"
         lines.append(
             f"* {s.label.split(',')[0]}: peak ≈ {slope:.2f} × fp32 + {const:.1f} MiB (line "
             f"through ResNet-56 and the synthetic model): {ok} the target ≤ {TARGET_PEAK:g} × "
-            "fp32 + constant."
+            f"fp32 + constant when the target counts what compressing adds; counting the "
+            f"loaded model too (process peak ≈ {slope + 1:.2f} × fp32 + constant) it {ok_total} "
+            "it."
         )
     nncodec_peaks = [r for r in rows if r.codec == "NNCodec" and r.peak_mib is not None]
     if nncodec_peaks:
