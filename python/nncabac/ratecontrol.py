@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _nncabac
 from ._nncabac import ParameterError
 from .policy import Rule, resolve
 from .tensor import Method, code_many, decode_entry, prepare
@@ -116,7 +117,8 @@ def fit_size(
     **coding: Any,
 ) -> RateControlResult:
     """The finest qp whose coded model fits ``target_bytes`` (or bits per weight, counted over
-    all elements of all tensors). ``coding`` goes to :func:`code_tensors`.
+    all elements of all tensors), counting the container's header as well as the payloads.
+    ``coding`` goes to :func:`code_tensors`.
     """
     n = _num_weights(tensors)
     if (target_bytes is None) == (target_bits_per_weight is None):
@@ -127,7 +129,8 @@ def fit_size(
 
     def ok(qp: int) -> bool:
         payloads = cache.setdefault(qp, code_tensors(tensors, qp, **coding))
-        size = sum(len(p) for _, p in payloads.values())
+        # the whole container (header and checksums included), as the file will be
+        size = len(_nncabac.write_container([], list(payloads.values())))
         step = Step(qp, size, 8 * size / max(n, 1), accepted=size <= budget)
         result.steps.append(step)
         if on_step:
