@@ -127,17 +127,7 @@ def finetune(
     )
     entries = [coded[n] if n in quantized else recoded[n] for n in state if n not in aliases]
     data = bytes(_nncabac.write_container(sorted(meta.items()), entries))
-    rows = [
-        TensorReport(
-            e["name"],
-            tuple(e["shape"]),
-            e["dtype"],
-            e["method"],
-            e["qp"] if e["method"] in ("uniform", "rdoq", "trellis") else None,
-            len(p),
-        )
-        for e, p in entries
-    ]
+    rows = [TensorReport.of(e, p) for e, p in entries]
     final = CompressReport(
         os.fspath(path) if path is not None else "",
         rows,

@@ -61,6 +61,19 @@ class TensorReport:
     qp: int | None
     num_bytes: int
 
+    @classmethod
+    def of(cls, entry: dict[str, Any], payload: bytes) -> TensorReport:
+        """The row of one coded tensor (its container entry and payload)."""
+        quantized = entry["method"] in ("uniform", "rdoq", "trellis")
+        return cls(
+            entry["name"],
+            tuple(entry["shape"]),
+            entry["dtype"],
+            entry["method"],
+            entry["qp"] if quantized else None,
+            len(payload),
+        )
+
     @property
     def bits_per_weight(self) -> float:
         n = int(np.prod(self.shape)) if self.shape else 1
@@ -225,17 +238,7 @@ def compress(
     tmp = Path(f"{os.fspath(path)}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-    rows = [
-        TensorReport(
-            e["name"],
-            tuple(e["shape"]),
-            e["dtype"],
-            e["method"],
-            e["qp"] if e["method"] in ("uniform", "rdoq", "trellis") else None,
-            len(p),
-        )
-        for e, p in entries
-    ]
+    rows = [TensorReport.of(e, p) for e, p in entries]
     original = sum(_nbytes(v, dtypes.get(k)) for k, v in unique.items())
     return CompressReport(os.fspath(path), rows, len(data), original, aliases, steps)
 

@@ -69,15 +69,7 @@ pub fn code_layers(jobs: &[LayerJob<'_>], threads: Option<usize>) -> Vec<Result<
                 .map_init(Quantizer::new, |q, job| code_with(q, job))
                 .collect::<Vec<_>>()
         };
-        match threads.and_then(|n| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
-                .build()
-                .ok()
-        }) {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }
+        in_pool(threads, run)
     }
     #[cfg(not(feature = "parallel"))]
     {
@@ -131,21 +123,27 @@ pub fn decode_layer(job: &DecodeJob<'_>) -> Result<Decoded> {
     }
 }
 
+/// Runs `f` on a pool of `threads` workers, or on rayon's global pool (all cores).
+#[cfg(feature = "parallel")]
+fn in_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> T {
+    match threads.and_then(|n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .ok()
+    }) {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}
+
 /// Decodes many tensors, in parallel when the `parallel` feature is on; results in job order.
 pub fn decode_layers(jobs: &[DecodeJob<'_>], threads: Option<usize>) -> Vec<Result<Decoded>> {
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
         let run = || jobs.par_iter().map(decode_layer).collect::<Vec<_>>();
-        match threads.and_then(|n| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
-                .build()
-                .ok()
-        }) {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }
+        in_pool(threads, run)
     }
     #[cfg(not(feature = "parallel"))]
     {
