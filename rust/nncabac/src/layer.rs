@@ -45,24 +45,27 @@ impl LayerParams {
                 self.num_gtx_flags
             )));
         }
-        if self.general_profile_idc > 1 {
-            return Err(Error::InvalidParameter(format!(
-                "general_profile_idc must be 0 or 1, got {}",
-                self.general_profile_idc
-            )));
-        }
-        if self.scan_order != 0 {
-            return Err(Error::InvalidParameter(format!(
-                "only scan_order 0 is supported, got {}",
-                self.scan_order
-            )));
-        }
-        Ok(())
+        check_profile_and_scan(self.general_profile_idc, self.scan_order)
     }
 
     fn layout(&self) -> ContextLayout {
         ContextLayout::new(self.num_gtx_flags)
     }
+}
+
+/// The checks shared by coding and quantization parameters: profile 0 or 1, scan order 0.
+pub(crate) fn check_profile_and_scan(general_profile_idc: u8, scan_order: u32) -> Result<()> {
+    if general_profile_idc > 1 {
+        return Err(Error::InvalidParameter(format!(
+            "general_profile_idc must be 0 or 1, got {general_profile_idc}"
+        )));
+    }
+    if scan_order != 0 {
+        return Err(Error::InvalidParameter(format!(
+            "only scan_order 0 is supported, got {scan_order}"
+        )));
+    }
+    Ok(())
 }
 
 /// Number of weights and `layer_width` (product of all but the first dimension) of a shape.

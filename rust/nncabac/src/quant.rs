@@ -69,19 +69,7 @@ impl QuantParams {
                 self.max_num_no_rem
             )));
         }
-        if self.general_profile_idc > 1 {
-            return Err(Error::InvalidParameter(format!(
-                "general_profile_idc must be 0 or 1, got {}",
-                self.general_profile_idc
-            )));
-        }
-        if self.scan_order != 0 {
-            return Err(Error::InvalidParameter(format!(
-                "only scan_order 0 is supported, got {}",
-                self.scan_order
-            )));
-        }
-        Ok(())
+        crate::layer::check_profile_and_scan(self.general_profile_idc, self.scan_order)
     }
 
     /// Greater-than flags the coder uses for these levels (`max_num_no_rem + 1`).
