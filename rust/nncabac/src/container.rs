@@ -424,8 +424,8 @@ impl Header {
             metadata.push((key, c.str(v)?));
         }
         let ntensors = c.u32()? as usize;
-        // The smallest entry (empty name, rank 0) is 41 bytes: bounds the table allocation.
-        if ntensors > c.remaining() / 41 {
+        // The smallest entry (empty name, rank 0) is 37 bytes: bounds the table allocation.
+        if ntensors > c.remaining() / 37 {
             return Err(Error::Corrupt("tensor count exceeds the header"));
         }
         let mut entries = Vec::with_capacity(ntensors);
@@ -642,6 +642,22 @@ mod tests {
         assert_eq!(c.payload(b).unwrap(), &[1, 2, 3, 4]);
         assert_eq!(c.payload(c.entry("a").unwrap()).unwrap().len(), 8);
         assert!(c.entry("zz").is_err());
+    }
+
+    #[test]
+    fn smallest_entries_parse() {
+        // A table of minimal entries (empty name, rank 0) fills the header exactly: the
+        // allocation bound must not refuse it.
+        for n in 1..4 {
+            let mut w = ContainerWriter::new();
+            for i in 0..n {
+                let name = if i == 0 { String::new() } else { i.to_string() };
+                w.add_tensor(entry(&name, Method::Raw, vec![]), &[0; 4])
+                    .unwrap();
+            }
+            let bytes = w.finish();
+            assert_eq!(Container::parse(&bytes).unwrap().entries().len(), n);
+        }
     }
 
     #[test]
