@@ -263,3 +263,43 @@ def test_torch_state_dicts_and_bfloat16():
     again = decode_update(sent.data, {k: v.clone() for k, v in base.items()}, framework="pt")
     assert all(torch.equal(got[k], again[k]) for k in got)
     assert (got["w"].float() - new["w"].float()).abs().max() < 0.02
+
+
+def test_learned_scale_factors_fit_local_data():
+    torch = pytest.importorskip("torch")
+    from nncabac.update import learn_scales
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(4)
+    )
+    x = torch.randn(64, 3, 6, 6)
+    model(x)  # materialize the lazy layer
+    base = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    gains = torch.linspace(0.5, 1.5, 8)
+    with torch.no_grad():  # the local model: the same filters, re-weighted
+        teacher_w = model[0].weight * gains.view(-1, 1, 1, 1)
+        model[0].weight.copy_(teacher_w)
+        y = model(x)
+        model[0].weight.copy_(torch.from_numpy(base["0.weight"]))
+    local = dict(base, **{"0.weight": teacher_w.numpy()})
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    seen = {}
+
+    def learned(approx):
+        seen.update(approx)
+        return learn_scales(
+            model,
+            {"0.weight": approx["0.weight"]},
+            batches,
+            torch.nn.functional.mse_loss,
+            steps=300,
+            lr=0.02,
+        )
+
+    coder = UpdateCoder(qp=-44, keep=0.0, rule=lambda n, a: None, scale_qp=-56)
+    sent = coder.encode(local, base, scales=learned)
+    assert sorted(seen) == ["0.weight", "2.weight"]  # every quantized tensor of rank >= 2
+    np.testing.assert_allclose(sent.scales["0.weight"], gains.numpy(), atol=0.05)
+    _same(decode_update(sent.data, base), sent.state)
+    assert torch.equal(model[0].weight, torch.from_numpy(base["0.weight"]))  # model untouched

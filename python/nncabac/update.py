@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,6 +51,7 @@ __all__ = [
     "decode_update",
     "encode_update",
     "filter_scales",
+    "learn_scales",
     "sparsify",
     "state_hash",
     "update_rule",
@@ -65,6 +66,7 @@ SCALE_SUFFIX = "::scale"
 SCALE_QP = -48  # step 2^-12 ≈ 2.4e-4 on (factor - 1)
 
 Arrays = dict[str, npt.NDArray[Any]]
+ScaleSource = Mapping[str, npt.ArrayLike] | Callable[[Arrays], Mapping[str, npt.ArrayLike]]
 
 
 class BaseMismatchError(ParameterError):
@@ -170,6 +172,52 @@ def filter_scales(target: npt.ArrayLike, approx: npt.ArrayLike) -> npt.NDArray[n
     return s.astype(np.float32)
 
 
+def learn_scales(
+    model: Any,
+    filters: Mapping[str, npt.ArrayLike],
+    batches: Iterable[tuple[Any, Any]],
+    loss_fn: Callable[[Any, Any], Any],
+    *,
+    steps: int = 20,
+    lr: float = 1e-2,
+) -> Arrays:
+    """Per-filter factors learned on local data (torch): the model runs with each tensor of
+    ``filters`` (typically the ``approx`` an :meth:`UpdateCoder.encode` ``scales`` callback
+    receives) multiplied by trainable factors, one per slice along axis 0, all else frozen; Adam
+    minimizes ``loss_fn(model(x), y)`` over ``steps`` batches (cycling through ``batches``).
+    The model itself is not modified."""
+    import itertools
+
+    import torch
+    from torch.func import functional_call
+
+    fixed = {k: v.detach() for k, v in model.named_parameters()}
+    fixed.update({k: v.detach().clone() for k, v in model.named_buffers()})
+    unknown = [n for n in filters if n not in fixed]
+    if unknown:
+        raise ParameterError(f"the model has no parameters named {unknown}")
+    weights = {
+        n: torch.as_tensor(np.asarray(f), dtype=fixed[n].dtype, device=fixed[n].device)
+        for n, f in filters.items()
+    }
+    factors = {
+        n: torch.ones(w.shape[0], dtype=w.dtype, device=w.device, requires_grad=True)
+        for n, w in weights.items()
+    }
+    opt = torch.optim.Adam(list(factors.values()), lr=lr)
+    data = itertools.cycle(batches)
+    for _ in range(steps if factors else 0):
+        x, y = next(data)
+        params = dict(fixed)
+        for n, w in weights.items():
+            params[n] = w * factors[n].view((-1,) + (1,) * (w.ndim - 1))
+        loss = loss_fn(functional_call(model, params, (x,)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {n: f.detach().cpu().numpy().astype(np.float32) for n, f in factors.items()}
+
+
 @dataclass
 class EncodedUpdate:
     """One coded update: its bytes, and the model the receiver will decode from them."""
@@ -222,13 +270,17 @@ class UpdateCoder:
         state: Any,
         base: Any,
         *,
-        scales: Mapping[str, npt.ArrayLike] | None = None,
+        scales: ScaleSource | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> EncodedUpdate:
-        """Code ``state`` as an update to ``base``. ``scales`` gives per-filter factors to send
-        instead of the least-squares estimate (e.g. factors learned on local data). Tensors that
-        did not change (or whose update quantizes to all zeros) are left out: the receiver
-        keeps its own."""
+        """Code ``state`` as an update to ``base``.
+
+        ``scales`` gives per-filter factors to send instead of the least-squares estimate: a
+        mapping name → factors, or a function that receives the filters the receiver will hold
+        before scaling (name → ``base + sent``, for every quantized tensor of rank ≥ 2) and
+        returns such a mapping — e.g. :func:`learn_scales` on local data. Tensors that did not
+        change (or whose update quantizes to all zeros) are left out: the receiver keeps its
+        own."""
         new, dtypes, _ = _state(state)
         old, old_dtypes, _ = _state(base)
         fine_qp = self.qp - 16 if self.fine_qp is None else self.fine_qp
@@ -258,20 +310,25 @@ class UpdateCoder:
             jobs.append(_prepare(name, acc, how, self, fine_qp, "float32"))
         coded = code_many(jobs)
         sent = dict(zip(targets, decode_many(coded)))
+        filters = [  # what scale factors may apply to: quantized tensors of rank >= 2
+            n
+            for n in sent
+            if new[n].ndim >= 2
+            and new[n].size
+            and _resolve(n, new[n], self.rule).kind == "quantize"
+        ]
+        approx = {n: old[n].astype(np.float32) + sent[n] for n in filters}
+        given = dict(scales(approx) if callable(scales) else scales or {})
         extra = []
-        for n, d in sent.items():
-            wanted = scales is not None and n in scales
-            if not ((self.scaling or wanted) and new[n].ndim >= 2):
-                continue
-            if _resolve(n, new[n], self.rule).kind != "quantize":
-                continue
-            ref32 = old[n].astype(np.float32)
-            if scales is not None and n in scales:
-                s = np.asarray(scales[n], dtype=np.float32).reshape(-1)
+        for n in filters:
+            if n in given:
+                s = np.asarray(given[n], dtype=np.float32).reshape(-1)
                 if s.shape != (new[n].shape[0],):
                     raise ParameterError(f"{n}: expected {new[n].shape[0]} scale factors")
+            elif self.scaling:
+                s = filter_scales(old[n].astype(np.float32) + targets[n], approx[n])
             else:
-                s = filter_scales(ref32 + targets[n], ref32 + d)
+                continue
             extra.append(prepare(s - 1, qp=self.scale_qp, method="uniform", name=n + SCALE_SUFFIX))
         coded_scales = code_many(extra)
         scaled = {e["name"][: -len(SCALE_SUFFIX)] for e, _ in coded_scales}
