@@ -8,9 +8,11 @@ The entropy coder and quantizers are a Rust crate, bit-exact with the NNC refere
   :func:`compress_folder` / :func:`restore_folder` for Hugging Face folders
 * rate control: :mod:`nncabac.ratecontrol`; policy: :mod:`nncabac.policy`;
   importance (torch): :mod:`nncabac.importance`
+* incremental / federated updates against a base: :mod:`nncabac.update`
+  (:class:`UpdateCoder`, :func:`decode_update`); Flower: :mod:`nncabac.flower`
 """
 
-from . import nnc, policy, ratecontrol
+from . import nnc, policy, ratecontrol, update
 from ._nncabac import DecodeError, NncabacError, ParameterError, RangeError, __version__
 from .finetune import FinetuneResult, finetune
 from .models import (
@@ -22,8 +24,10 @@ from .models import (
     safe_open,
 )
 from .tensor import TensorInfo, decode_tensor, encode_tensor, qp_for_step, step_size, tensor_info
+from .update import BaseMismatchError, UpdateCoder, decode_update, encode_update
 
 __all__ = [
+    "BaseMismatchError",
     "CompressReport",
     "FinetuneResult",
     "finetune",
@@ -46,4 +50,8 @@ __all__ = [
     "safe_open",
     "step_size",
     "tensor_info",
+    "update",
+    "UpdateCoder",
+    "decode_update",
+    "encode_update",
 ]
