@@ -303,3 +303,25 @@ def test_learned_scale_factors_fit_local_data():
     np.testing.assert_allclose(sent.scales["0.weight"], gains.numpy(), atol=0.05)
     _same(decode_update(sent.data, base), sent.state)
     assert torch.equal(model[0].weight, torch.from_numpy(base["0.weight"]))  # model untouched
+
+
+def test_cli_diff_and_patch(tmp_path, capsys):
+    from nncabac import cli, safetensors_io
+
+    base = _model(0, [(32, 16), (8, 4, 3, 3), (32,)])
+    new = _moved(base, 1)
+    safetensors_io.save(tmp_path / "base.safetensors", base)
+    safetensors_io.save(tmp_path / "new.safetensors", new)
+    upd, out = tmp_path / "u.nncabac", tmp_path / "out.safetensors"
+    args = ["diff", str(tmp_path / "base.safetensors"), str(tmp_path / "new.safetensors")]
+    assert cli.main([*args, str(upd), "--qp", "-40", "--keep", "0.5", "--scaling"]) == 0
+    assert cli.main(["patch", str(tmp_path / "base.safetensors"), str(upd), str(out)]) == 0
+    got, _, _ = safetensors_io.load(out)
+    _same(dict(got), decode_update(upd.read_bytes(), base))
+    assert cli.main(["info", str(upd)]) == 0
+    assert "an update" in capsys.readouterr().out
+    # the wrong base: a one-line error and exit code 2, no output file
+    safetensors_io.save(tmp_path / "other.safetensors", new)
+    bad = tmp_path / "bad.safetensors"
+    assert cli.main(["patch", str(tmp_path / "other.safetensors"), str(upd), str(bad)]) == 2
+    assert "coded against base" in capsys.readouterr().err and not bad.exists()

@@ -1,4 +1,4 @@
-"""The ``nncabac`` command line: compress, decompress, info, demo.
+"""The ``nncabac`` command line: compress, decompress, info, diff, patch, demo.
 
 Exit codes: 0 success, 1 a check failed (demo round trip), 2 usage or input error (missing,
 corrupt or unsupported file), 130 interrupted.
@@ -101,15 +101,27 @@ def _info(args: argparse.Namespace) -> int:
                 f.get_tensor(name)
             rows.append(e | {"alias_of": e["name"] if e["name"] != name else None, "name": name})
         meta = f.metadata()
+        kind = f._meta.get("nncabac.kind")
+        base = f._meta.get("nncabac.base")
     size = path.stat().st_size
     if args.json:
         print(
             json.dumps(
-                {"file": str(path), "bytes": size, "metadata": meta, "tensors": rows}, indent=2
+                {
+                    "file": str(path),
+                    "bytes": size,
+                    "kind": kind or "model",
+                    "base": base,
+                    "metadata": meta,
+                    "tensors": rows,
+                },
+                indent=2,
             )
         )
         return 0
     print(f"{path}: {size:,} bytes, {len(rows)} tensors")
+    if kind == "update":
+        print(f"an update: decode it with `nncabac patch` against the base {base}")
     print(
         f"{'tensor':40} {'shape':>18} {'dtype':>8} {'method':>9} {'qp':>5} {'bytes':>10} "
         f"{'bits/w':>7} {'ratio':>7}"
@@ -126,6 +138,67 @@ def _info(args: argparse.Namespace) -> int:
             f"{e['name'][:40]:40} {str(tuple(e['shape'])):>18} {e['dtype']:>8} {e['method']:>9} "
             f"{qp:>5} {e['length']:>10,} {report.bits_per_weight:>7.3f} {report.ratio:>7.1f}"
         )
+    return 0
+
+
+def _load_model(path: Path) -> Any:
+    """A model file as a state dict: an nncabac container is decoded, others are read."""
+    from . import models
+
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix == ".nncabac":
+        return models.decompress(path, framework="np")
+    return path
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .update import UpdateCoder
+
+    base, new = _load_model(Path(args.base)), _load_model(Path(args.new))
+    coder = UpdateCoder(
+        qp=args.qp,
+        method=args.method,
+        keep=args.keep,
+        structured=args.structured,
+        scaling=args.scaling,
+        error_feedback=False,
+    )
+    sent = coder.encode(new, base)
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(sent.data)
+    tmp.replace(out)
+    n = sum(int(v.size) for v in sent.state.values())
+    print(
+        f"{args.new} against {args.base} -> {out}: {len(sent.data):,} bytes "
+        f"({8 * len(sent.data) / max(n, 1):.4f} bits/weight), base {sent.base_sha256[:16]}"
+    )
+    return 0
+
+
+def _patch(args: argparse.Namespace) -> int:
+    from . import safetensors_io
+    from .update import read_update
+
+    update = Path(args.update)
+    if not update.exists():
+        raise FileNotFoundError(f"no such file: {update}")
+    result = read_update(update.read_bytes(), _load_model(Path(args.base)))
+    out = Path(args.output)
+    if out.suffix == ".safetensors":
+        safetensors_io.save(out, result.state, result.dtypes, {"format": "pt"})
+    elif out.suffix in (".pt", ".pth", ".bin"):
+        import torch
+
+        state = {}
+        for k, v in result.state.items():
+            t = torch.from_numpy(v.copy())
+            state[k] = t.to(torch.bfloat16) if result.dtypes[k] == "bfloat16" else t
+        torch.save(state, out)
+    else:
+        raise ValueError(f"{out}: choose a .safetensors or .pt output")
+    print(f"{args.base} + {update} -> {out}: {len(result.state)} tensors")
     return 0
 
 
@@ -201,6 +274,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--verify", action="store_true", help="also decode and check every payload")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("diff", help="code NEW as an update to BASE (what a receiver holds)")
+    p.add_argument("base", help="the model the receiver holds (.safetensors, .pt, .nncabac)")
+    p.add_argument("new", help="the model to send")
+    p.add_argument("output", help="the update file")
+    p.add_argument("--qp", type=int, default=-38, help="quantization parameter (default -38)")
+    p.add_argument("--method", choices=["uniform", "rdoq", "trellis"], default="trellis")
+    p.add_argument("--keep", type=float, default=None, help="fraction of entries sent per tensor")
+    p.add_argument("--structured", action="store_true", help="sparsify whole filters")
+    p.add_argument("--scaling", action="store_true", help="send per-filter scale factors")
+    p.set_defaults(func=_diff)
+
+    p = sub.add_parser("patch", help="rebuild a model from BASE and an update")
+    p.add_argument("base")
+    p.add_argument("update")
+    p.add_argument("output", help=".safetensors or .pt")
+    p.set_defaults(func=_patch)
 
     p = sub.add_parser("demo", help="encode and decode a realistic 1M-weight layer")
     p.add_argument("--rows", type=int, default=1024)

@@ -52,6 +52,7 @@ __all__ = [
     "encode_update",
     "filter_scales",
     "learn_scales",
+    "read_update",
     "sparsify",
     "state_hash",
     "update_rule",
@@ -227,6 +228,7 @@ class EncodedUpdate:
     base_sha256: str
     sent: Arrays = field(default_factory=dict)  # reconstructed state - base, per delta tensor
     scales: Arrays = field(default_factory=dict)  # the decoded per-filter factors
+    dtypes: dict[str, str] = field(default_factory=dict)  # original dtypes (bfloat16 included)
 
     @property
     def num_bytes(self) -> int:
@@ -406,12 +408,14 @@ def _apply(data: bytes, base: Arrays, dtypes: Mapping[str, str], base_hash: str)
         s = values.pop(name)
         scales[name[: -len(SCALE_SUFFIX)]] = (np.float32(1) + s.astype(np.float32)).reshape(-1)
     out: Arrays = {n: v.copy() for n, v in base.items() if n not in removed}
+    out_dtypes = {n: dtypes.get(n, v.dtype.name) for n, v in out.items()}
+    entries = {e["name"]: e for e, _ in items}
     for name in scales:
         if name not in values:
             raise ParameterError(f"{name}: scale factors without the tensor's update")
     for name, v in values.items():
         if name in absolute:
-            out[name] = v
+            out[name], out_dtypes[name] = v, entries[name]["dtype"]
             continue
         ref = base.get(name)
         if ref is None or ref.shape != v.shape:
@@ -422,9 +426,9 @@ def _apply(data: bytes, base: Arrays, dtypes: Mapping[str, str], base_hash: str)
             if s.shape != (x.shape[0],):
                 raise ParameterError(f"{name}: {s.size} scale factors for {x.shape[0]} filters")
             x = x * s.reshape((-1,) + (1,) * (x.ndim - 1))
-        dt = dtypes.get(name, ref.dtype.name)
+        dt = out_dtypes[name] = dtypes.get(name, ref.dtype.name)
         out[name] = x.astype("float32" if dt == "bfloat16" else dt)
-    return EncodedUpdate(data, out, base_hash, scales=scales)
+    return EncodedUpdate(data, out, base_hash, scales=scales, dtypes=out_dtypes)
 
 
 def decode_update(
@@ -433,16 +437,22 @@ def decode_update(
     """The model an update codes, rebuilt on ``base`` (which must be, bit for bit, the model the
     update was coded against: otherwise :class:`BaseMismatchError`). Tensors come back as numpy
     arrays, or torch tensors with ``framework="pt"`` (original dtypes, bfloat16 included)."""
-    arrays, dtypes, _ = _state(base)
-    result = _apply(data, arrays, dtypes, state_hash(base))
+    if framework not in ("np", "pt"):
+        raise ParameterError(f"framework must be 'np' or 'pt', got {framework!r}")
+    result = read_update(data, base)
     if framework == "np":
         return dict(result.state)
-    if framework != "pt":
-        raise ParameterError(f"framework must be 'np' or 'pt', got {framework!r}")
     import torch
 
     out: dict[str, Any] = {}
     for name, x in result.state.items():
         t = torch.from_numpy(np.ascontiguousarray(x))
-        out[name] = t.to(torch.bfloat16) if dtypes.get(name) == "bfloat16" else t
+        out[name] = t.to(torch.bfloat16) if result.dtypes.get(name) == "bfloat16" else t
     return out
+
+
+def read_update(data: bytes, base: Any) -> EncodedUpdate:
+    """Everything the receiver learns from an update: the rebuilt model (numpy; bfloat16 held
+    as float32), its original dtypes and the decoded scale factors."""
+    arrays, dtypes, _ = _state(base)
+    return _apply(data, arrays, dtypes, state_hash(base))
