@@ -1,4 +1,8 @@
 //! Binarization of one integer level and the context of every bin (spec §5).
+//!
+//! Decoding reads hostile bytes, so indexing that could panic is denied here: a context is
+//! fetched with `get_mut`, and a context slice too short for the layout is an error.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::contexts::{neighbour_class, ContextLayout, ContextModel};
 use crate::engine::{ArithDecoder, DecState};
@@ -83,8 +87,29 @@ pub fn decode_level<B: AsRef<[u8]>>(
     state: u32,
     prev: i64,
 ) -> Result<i64> {
+    if state > 7 {
+        return Err(Error::InvalidParameter(format!(
+            "dependent-quantization state must be 0..=7, got {state}"
+        )));
+    }
     let (data, st) = dec.parts();
     decode_level_with(data, st, ctx, layout, state, prev)
+}
+
+/// Context `i` of `ctx`. The layer decoder sizes `ctx` to its layout, so the error is only
+/// reachable through [`decode_level`] with a slice shorter than `layout.len()`.
+#[inline(always)]
+pub(crate) fn model(ctx: &mut [ContextModel], i: usize) -> Result<&mut ContextModel> {
+    let len = ctx.len();
+    ctx.get_mut(i).ok_or_else(|| too_few_contexts(i, len))
+}
+
+#[cold]
+#[inline(never)]
+fn too_few_contexts(i: usize, len: usize) -> Error {
+    Error::InvalidParameter(format!(
+        "context {i} is needed but only {len} contexts were given"
+    ))
 }
 
 /// [`decode_level`] on the decoder's registers (kept in locals by the caller's loop).
@@ -98,16 +123,16 @@ pub(crate) fn decode_level_with(
     prev: i64,
 ) -> Result<i64> {
     let nb = neighbour_class(prev);
-    let sig = st.decode_bin(data, &mut ctx[layout.sig(state, nb)]);
+    let sig = st.decode_bin(data, model(ctx, layout.sig(state, nb))?);
     if sig == 0 {
         return Ok(0);
     }
-    let negative = st.decode_bin(data, &mut ctx[layout.sign(nb)]) != 0;
+    let negative = st.decode_bin(data, model(ctx, layout.sign(nb))?) != 0;
     let g = layout.num_gtx;
     let mut abs: u64 = 1;
     let mut k = 0;
     while k < g {
-        if st.decode_bin_predictable(data, &mut ctx[layout.gtx(k, negative)]) == 0 {
+        if st.decode_bin_predictable(data, model(ctx, layout.gtx(k, negative))?) == 0 {
             break;
         }
         abs += 1;
@@ -115,7 +140,7 @@ pub(crate) fn decode_level_with(
     }
     if k == g {
         let mut m = 0u32;
-        while st.decode_bin_predictable(data, &mut ctx[layout.prefix(m)]) != 0 {
+        while st.decode_bin_predictable(data, model(ctx, layout.prefix(m))?) != 0 {
             m += 1;
             if m > 30 {
                 return Err(Error::Corrupt("remainder prefix longer than 31 bins"));
@@ -173,6 +198,33 @@ mod tests {
                 (Some(55), 0, 1)
             ]
         );
+    }
+
+    #[test]
+    fn decode_level_rejects_short_contexts_and_bad_states() {
+        let bytes = [0xFFu8; 16];
+        let layout = ContextLayout::new(11);
+        // All-ones data decodes large levels: short slices fail on the sign or a greater-than
+        // flag context, and no slice length panics.
+        for len in 0..=layout.len() {
+            let mut dec = ArithDecoder::new(&bytes[..]).unwrap();
+            let mut ctx = vec![ContextModel::new(0); len];
+            let got = (0..64)
+                .try_for_each(|_| decode_level(&mut dec, &mut ctx, layout, 0, 0).map(|_| ()));
+            if [0, 1, 24, 50, 60].contains(&len) {
+                assert!(
+                    matches!(got, Err(Error::InvalidParameter(_))),
+                    "{len}: {got:?}"
+                );
+            }
+        }
+        let mut dec = ArithDecoder::new(&bytes[..]).unwrap();
+        let mut ctx = vec![ContextModel::new(0); layout.len()];
+        assert!(matches!(
+            decode_level(&mut dec, &mut ctx, layout, 8, 0),
+            Err(Error::InvalidParameter(_))
+        ));
+        assert!(decode_level(&mut dec, &mut ctx, layout, 7, 0).is_ok());
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! The binary arithmetic coding engine: regular, bypass and terminating bins (spec §2).
+//!
+//! The decoder reads hostile bytes, so indexing that could panic is denied here: every byte is
+//! read with `get`, and bytes past the end read as zero.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::contexts::ContextModel;
 use crate::error::{Error, Result};
@@ -246,12 +250,15 @@ pub(crate) struct DecState {
 #[inline(never)]
 fn refill(data: &[u8], pos: usize, value: u64, avail: u32) -> (usize, u64, u32) {
     let k = ((WIN - avail) / 8) as usize;
-    let chunk = match data.get(pos..pos + 8) {
-        Some(c) => u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
-        None => {
+    // `pos` stays within a few bytes of `data.len()`, so the addition cannot wrap (and if it
+    // did, the empty range would take the slow path).
+    let chunk = match data.get(pos..pos.wrapping_add(8)).map(<[u8; 8]>::try_from) {
+        Some(Ok(c)) => u64::from_be_bytes(c),
+        _ => {
+            // Near the end: the bytes that exist, then zeros.
             let mut c = [0u8; 8];
             for (i, x) in c.iter_mut().enumerate() {
-                *x = data.get(pos + i).copied().unwrap_or(0);
+                *x = data.get(pos.wrapping_add(i)).copied().unwrap_or(0);
             }
             u64::from_be_bytes(c)
         }

@@ -1,7 +1,12 @@
 //! The payload of one tensor ("layer"): header flags, signalled initialisation sets and the
 //! levels in scan order 0 (spec §6–§8).
+//!
+//! The decoder reads hostile bytes, so indexing that could panic is denied in this module:
+//! contexts and table entries are fetched with `get`, and an index out of range is an error
+//! (or, for tables indexed by masked values, cannot happen and costs nothing).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::binarization::{binarize, decode_level_with, BinSink};
+use crate::binarization::{binarize, decode_level_with, model, BinSink};
 use crate::contexts::{ContextLayout, ContextModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
 use crate::contexts::{DELTA_B, NEXT_A};
 use crate::engine::{ArithDecoder, ArithEncoder, DecState, EncOut, EncState};
@@ -119,10 +124,24 @@ pub fn reconstruction_index(level: i64, state: u32) -> i64 {
     }
 }
 
+/// [`STATE_TRANS`] packed into one word: entry `[s][p]` in the 4 bits at `4 * (2s + p)`.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+const STATE_TRANS_PACKED: u64 = {
+    let mut t = 0u64;
+    let mut i = 0;
+    while i < 16 {
+        t |= (STATE_TRANS[i / 2][i % 2] as u64 & 7) << (4 * i);
+        i += 1;
+    }
+    t
+};
+
 /// Next dependent-quantization state after coding `level`.
 #[inline(always)]
 pub fn next_state(state: u32, level: i64) -> u32 {
-    STATE_TRANS[(state & 7) as usize][(level & 1) as usize] as u32
+    let i = ((state & 7) << 1) | (level & 1) as u32;
+    ((STATE_TRANS_PACKED >> (4 * i)) & 7) as u32
 }
 
 /// Codes bins with the encoder's registers in a local (`st`), counting them.
@@ -131,13 +150,19 @@ struct Writer<'a> {
     out: &'a mut EncOut,
     ctx: &'a mut [ContextModel],
     bins: u64,
+    /// Set when a bin's context was outside `ctx` (cannot happen: `ctx` is sized to the
+    /// layout that numbers the bins); the caller turns it into an error.
+    missed: bool,
 }
 
 impl BinSink for Writer<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
         self.bins += 1;
-        self.st.encode_bin(self.out, bin, &mut self.ctx[ctx]);
+        match self.ctx.get_mut(ctx) {
+            Some(m) => self.st.encode_bin(self.out, bin, m),
+            None => self.missed = true,
+        }
     }
     #[inline(always)]
     fn bypass(&mut self, value: u32, n: u32) {
@@ -168,13 +193,16 @@ impl BitBuf {
 }
 
 struct Recorder<'a> {
+    /// One per context of the layout that numbers the bins, so every `ctx` is in range.
     bufs: &'a mut [BitBuf],
 }
 
 impl BinSink for Recorder<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
-        self.bufs[ctx].push(bin);
+        if let Some(b) = self.bufs.get_mut(ctx) {
+            b.push(bin);
+        }
     }
     #[inline(always)]
     fn bypass(&mut self, _value: u32, _n: u32) {}
@@ -208,7 +236,7 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
         b.words.clear();
     }
     let mut rec = Recorder {
-        bufs: &mut scratch.bins[..layout.len()],
+        bufs: &mut scratch.bins,
     };
     if params.dq_flag {
         let (mut state, mut prev) = (0u32, 0i64);
@@ -229,20 +257,27 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     }
     let mut sets = vec![0u8; layout.len()];
     for c in layout.signalled(params.dq_flag) {
-        let buf = &scratch.bins[c];
+        let (Some(buf), Some(set)) = (scratch.bins.get(c), sets.get_mut(c)) else {
+            continue;
+        };
         if buf.words.is_empty() && buf.n == 0 {
             continue; // every cost is 0: set 0 wins
         }
+        // Signalling a set other than 0 costs 3 bypass bins; ties go to the lowest set.
         let costs = trial_costs(&buf.words, buf.cur, buf.n);
-        let cost = |e: usize| costs[e] + if e > 0 { 3 * 32768 } else { 0 };
-        let best =
-            (1..NUM_INIT_SETS).fold(0, |best, e| if cost(e) < cost(best) { e } else { best });
-        sets[c] = best as u8;
+        let (best, _) = costs
+            .iter()
+            .enumerate()
+            .map(|(e, &c)| (e, c + if e > 0 { 3 * 32768 } else { 0 }))
+            .fold((0, u64::MAX), |m, x| if x.1 < m.1 { x } else { m });
+        *set = best as u8;
     }
     sets
 }
 
 /// Bit estimates split by bin: `[bin][512 + (p >> 3)]`.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
 static EST_SPLIT: [[u32; 1024]; 2] = {
     let mut t = [[0u32; 1024]; 2];
     let mut i = 0;
@@ -267,6 +302,8 @@ struct Lane {
 }
 
 /// Next `a + 128` per `[shift_a - 4][bin][a + 128]`.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
 static NEXT_IA: [[[u8; 256]; 2]; 4] = {
     let mut t = [[[0u8; 256]; 2]; 4];
     let mut s = 0;
@@ -296,9 +333,14 @@ fn step(
     na: &[u8; 256],
     db: &[i16; 32],
 ) {
-    *acc += est[((*ia << 4) + *bo) as usize >> 3 & 1023] as u64;
-    *ia = na[*ia as usize & 255] as u32;
-    *bo = bo.wrapping_add(db[(bo.wrapping_add(t) >> 7) as usize & 31] as i32 as u32);
+    // The masks keep every index inside its table, so the `get`s compile to plain loads.
+    *acc += est
+        .get(((*ia << 4) + *bo) as usize >> 3 & 1023)
+        .copied()
+        .unwrap_or(0) as u64;
+    *ia = na.get(*ia as usize & 255).copied().unwrap_or(0) as u32;
+    let j = (bo.wrapping_add(t) >> 7) as usize & 31;
+    *bo = bo.wrapping_add(db.get(j).copied().unwrap_or(0) as i32 as u32);
 }
 
 /// Runs the distinct lanes of all four shift groups over `n` bins of `bits` (LSB first), all
@@ -306,6 +348,14 @@ fn step(
 ///
 /// `idx` lists the running lanes: `N0` of group 0 (shifts 5, 4), one of group 1 (4, 5), `N2` of
 /// group 2 (6, 6) and `N3` of group 3 (7, 5), in that order.
+// Indexing is allowed here only: this is the innermost loop of the encoder's trial pass (its
+// bins come from the caller's levels, never from stream bytes), and written with `get` and
+// iterators it ran 4-6 % more instructions. Every index is in range: `run_word` dispatches only
+// N0 <= 3, N2 <= 3, N3 <= 2, so `k < total <= 9 = NUM_INIT_SETS`, the length of `a`, `b`,
+// `acc` and `lanes`; `idx` holds `total` set numbers from `GROUPS` (all < 9); `bin` is a
+// masked bit, and the tables have 2 rows per bin. The proptests `trial_pass_*` check it against
+// the lockstep reference of spec §8, and the round-trip fuzz target runs it on arbitrary levels.
+#[allow(clippy::indexing_slicing)]
 #[inline(always)]
 fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
     lanes: &mut [Lane; NUM_INIT_SETS],
@@ -359,11 +409,13 @@ fn run_word(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u
     let mut k = 0;
     for grp in active {
         for &l in grp {
-            idx[k] = l;
+            if let Some(slot) = idx.get_mut(k) {
+                *slot = l;
+            }
             k += 1;
         }
     }
-    let idx = &idx[..k];
+    let idx = idx.get(..k).unwrap_or_default();
     macro_rules! dispatch {
         ($(($n0:literal, $n2:literal, $n3:literal)),*) => {
             match (active[0].len(), active[2].len(), active[3].len()) {
@@ -399,39 +451,35 @@ fn run_word(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u
 /// Models of the same shift group whose `(a, b)` become equal stay equal forever, so from then on
 /// only one of them runs and the others keep a constant offset in cost.
 fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
-    let mut lanes: [Lane; NUM_INIT_SETS] = core::array::from_fn(|e| {
-        let (_, _, p, a) = INIT_SETS[e];
-        Lane {
-            ia: (a as i32 + 128) as u32,
-            bo: (p as i32 - 16 * a as i32 + 2048) as u32,
-            acc: 0,
-        }
+    let mut lanes: [Lane; NUM_INIT_SETS] = INIT_SETS.map(|(_, _, p, a)| Lane {
+        ia: (a as i32 + 128) as u32,
+        bo: (p as i32 - 16 * a as i32 + 2048) as u32,
+        acc: 0,
     });
     // rep[e]: the lane that runs for set e; off[e]: acc[e] - acc[rep[e]].
     let mut rep: [usize; NUM_INIT_SETS] = core::array::from_fn(|e| e);
     let mut off = [0i64; NUM_INIT_SETS];
-    let mut active: [Vec<usize>; 4] = core::array::from_fn(|g| GROUPS[g].to_vec());
+    let mut active: [Vec<usize>; 4] = GROUPS.map(|g| g.to_vec());
     let mut merge = |lanes: &[Lane; NUM_INIT_SETS], active: &mut [Vec<usize>; 4]| {
         for grp in active.iter_mut() {
             let mut i = 0;
-            while i < grp.len() {
-                let x = grp[i];
-                let mut j = i + 1;
-                while j < grp.len() {
-                    let y = grp[j];
-                    if lanes[x].ia == lanes[y].ia && lanes[x].bo == lanes[y].bo {
-                        let d = lanes[y].acc as i64 - lanes[x].acc as i64;
-                        for e in 0..NUM_INIT_SETS {
-                            if rep[e] == y {
-                                rep[e] = x;
-                                off[e] += d;
-                            }
-                        }
-                        grp.remove(j);
-                    } else {
-                        j += 1;
+            while let Some(&x) = grp.get(i) {
+                let lx = lanes.get(x).copied().unwrap_or_default();
+                // Lanes after `x` in this group with the same state join `x`.
+                grp.retain(|&y| {
+                    let ly = lanes.get(y).copied().unwrap_or_default();
+                    if y == x || ly.ia != lx.ia || ly.bo != lx.bo {
+                        return true;
                     }
-                }
+                    let d = ly.acc as i64 - lx.acc as i64;
+                    for (r, o) in rep.iter_mut().zip(off.iter_mut()) {
+                        if *r == y {
+                            *r = x;
+                            *o += d;
+                        }
+                    }
+                    false
+                });
                 i += 1;
             }
         }
@@ -444,7 +492,11 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
         }
     }
     run_word(&mut lanes, &active, last, n);
-    core::array::from_fn(|e| (lanes[rep[e]].acc as i64 + off[e]) as u64)
+    let mut costs = [0u64; NUM_INIT_SETS];
+    for ((c, &r), &o) in costs.iter_mut().zip(&rep).zip(&off) {
+        *c = (lanes.get(r).map_or(0, |l| l.acc) as i64 + o) as u64;
+    }
+    costs
 }
 
 /// Encodes one layer's payload into `enc` (spec §6.3).
@@ -480,12 +532,12 @@ pub(crate) fn encode_layer(
     let ctx = &mut scratch.ctx;
     let e_ctx = layout.init_flag();
     for c in layout.signalled(params.dq_flag) {
-        let e = sets.as_ref().map_or(0, |s| s[c]) as u32;
-        enc.encode_bin((e > 0) as u32, &mut ctx[e_ctx]);
+        let e = sets.as_ref().and_then(|s| s.get(c)).copied().unwrap_or(0) as u32;
+        enc.encode_bin((e > 0) as u32, model(ctx, e_ctx)?);
         if e > 0 {
             enc.encode_bypass_bits(e - 1, 3);
         }
-        ctx[c] = ContextModel::new(e as usize);
+        *model(ctx, c)? = ContextModel::new(e as usize);
     }
     let bins = {
         let (st, out) = enc.parts();
@@ -494,9 +546,15 @@ pub(crate) fn encode_layer(
             out,
             ctx,
             bins: 0,
+            missed: false,
         };
         encode_levels(&mut w, levels, layout, params);
         *st = w.st;
+        if w.missed {
+            return Err(Error::InvalidParameter(
+                "internal: a bin's context is outside the layout".into(),
+            ));
+        }
         w.bins
     };
     enc.add_bins(bins);
@@ -556,12 +614,12 @@ pub(crate) fn decode_layer<B: AsRef<[u8]>>(
     let ctx = &mut scratch.ctx;
     let e_ctx = layout.init_flag();
     for c in layout.signalled(params.dq_flag) {
-        let e = if dec.decode_bin(&mut ctx[e_ctx]) != 0 {
+        let e = if dec.decode_bin(model(ctx, e_ctx)?) != 0 {
             1 + dec.decode_bypass_bits(3)
         } else {
             0
         };
-        ctx[c] = ContextModel::new(e as usize);
+        *model(ctx, c)? = ContextModel::new(e as usize);
     }
     dec.check()?;
     let remaining = dec.remaining();

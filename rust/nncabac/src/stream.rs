@@ -1,4 +1,7 @@
 //! Streams of several layers with `iae_v`/`uae_v` fields between them (spec §9).
+//!
+//! The decoder reads hostile bytes, so indexing that could panic is denied here.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::engine::{ArithDecoder, ArithEncoder};
 use crate::error::{Error, Result};
