@@ -101,8 +101,8 @@ def _info(args: argparse.Namespace) -> int:
                 f.get_tensor(name)
             rows.append(e | {"alias_of": e["name"] if e["name"] != name else None, "name": name})
         meta = f.metadata()
-        kind = f._meta.get("nncabac.kind")
         base = f._meta.get("nncabac.base")
+        kind = "update" if base is not None else None
     size = path.stat().st_size
     if args.json:
         print(

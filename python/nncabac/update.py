@@ -58,8 +58,7 @@ __all__ = [
     "update_rule",
 ]
 
-KIND = "nncabac.kind"
-BASE = "nncabac.base"  # the first 128 bits of the base's SHA-256, in hex
+BASE = "nncabac.base"  # marks an update: the first 128 bits of the base's SHA-256, in hex
 HASH_CHARS = 32
 ABSOLUTE = "nncabac.absolute"  # tensors sent as their value, not as a difference
 REMOVED = "nncabac.removed"  # base tensors the new model no longer has
@@ -332,21 +331,23 @@ class UpdateCoder:
             else:
                 continue
             extra.append(prepare(s - 1, qp=self.scale_qp, method="uniform", name=n + SCALE_SUFFIX))
-        coded_scales = code_many(extra)
-        scaled = {e["name"][: -len(SCALE_SUFFIX)] for e, _ in coded_scales}
+        coded_scales = {e["name"][: -len(SCALE_SUFFIX)]: (e, p) for e, p in code_many(extra)}
         coded_abs = code_many(absolute)
-        keep_entries = [
-            (e, p) for (e, p) in coded if e["name"] in scaled or np.any(sent[e["name"]])
-        ]
+        entries = []
+        for e, p in coded:  # each scale entry right after its tensor: their names share a prefix
+            if e["name"] in coded_scales or np.any(sent[e["name"]]):
+                entries.append((e, p))
+            if e["name"] in coded_scales:
+                entries.append(coded_scales[e["name"]])
+        entries += coded_abs
         base_hash = state_hash(base)
         meta = dict(metadata or {})
-        meta.update({KIND: "update", BASE: base_hash[:HASH_CHARS]})
+        meta[BASE] = base_hash[:HASH_CHARS]
         if coded_abs:
             meta[ABSOLUTE] = json.dumps([e["name"] for e, _ in coded_abs])
         removed = [n for n in old if n not in new]
         if removed:
             meta[REMOVED] = json.dumps(removed)
-        entries = keep_entries + coded_scales + coded_abs
         data = bytes(_nncabac.write_container(sorted(meta.items()), entries))
         result = _apply(data, old, old_dtypes, base_hash)
         for n in targets:
@@ -393,8 +394,8 @@ def _read(data: bytes) -> tuple[dict[str, str], list[tuple[dict[str, Any], bytes
 
 def _apply(data: bytes, base: Arrays, dtypes: Mapping[str, str], base_hash: str) -> EncodedUpdate:
     meta, items = _read(data)
-    if meta.get(KIND) != "update":
-        raise ParameterError("not an nncabac update (no 'nncabac.kind: update' in its metadata)")
+    if BASE not in meta:
+        raise ParameterError("not an nncabac update (no 'nncabac.base' in its metadata)")
     if meta.get(BASE) != base_hash[:HASH_CHARS]:
         raise BaseMismatchError(
             f"this update was coded against base {str(meta.get(BASE))[:16]}…, but the given "
