@@ -77,6 +77,69 @@ def test_numpy_state_dict_scalars_empties_and_dtypes(tmp_path: Path) -> None:
     assert out["scalar"].item() == 3.5  # tiny tensors are kept exact
 
 
+def test_every_dtype_reads_back_the_same_through_every_reader(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    sd = {
+        "bf16_q": (torch.randn(8, 8) / 10).to(torch.bfloat16),
+        "bf16_raw": (torch.randn(3) / 10).to(torch.bfloat16),  # tiny: stored exact
+        "f16_q": (torch.randn(8, 8) / 10).half(),
+        "f16_raw": torch.tensor([1.5, -2.25, 65504.0], dtype=torch.float16),
+        "f64_q": torch.randn(8, 8, dtype=torch.float64) / 10,
+        "f64_raw": torch.tensor([1e-300, 3.0], dtype=torch.float64),
+        "i8": torch.tensor([-128, 0, 127], dtype=torch.int8),
+        "i16": torch.tensor([-32768, 5, 32767], dtype=torch.int16),
+        "i32": torch.tensor([[-(2**31), 2**31 - 1]], dtype=torch.int32),
+        "i64": torch.tensor([2**40, -1, 3]),  # beyond int32: stored raw
+        "u8": torch.tensor([0, 255], dtype=torch.uint8),
+        "flags": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(7),
+        "empty": torch.zeros(0, 3),
+    }
+    path = tmp_path / "d.nncabac"
+    nncabac.compress(sd, path, qp=-40)
+    pt = nncabac.decompress(path)
+    npd = nncabac.decompress(path, framework="np")
+    with nncabac.safe_open(path) as f:
+        lazy = {k: f.get_tensor(k) for k in f.keys()}
+    nncabac.models.save_safetensors(path, tmp_path / "d.safetensors")
+    st, st_dtypes, _ = safetensors_io.load(tmp_path / "d.safetensors")
+    for k, v in sd.items():
+        assert pt[k].dtype == v.dtype and pt[k].shape == v.shape, k
+        if k.endswith("_q"):
+            torch.testing.assert_close(pt[k].float(), v.float(), atol=5e-3, rtol=0)
+        else:
+            assert torch.equal(pt[k], v), k
+        ref = v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()
+        assert npd[k].dtype == ref.dtype and lazy[k].dtype == ref.dtype, k
+        np.testing.assert_array_equal(npd[k], lazy[k], err_msg=k)
+        np.testing.assert_array_equal(st[k], npd[k], err_msg=k)
+        np.testing.assert_array_equal(pt[k].float().numpy(), npd[k].astype(np.float32))
+    assert st_dtypes["bf16_raw"] == "bfloat16"
+    # numpy-only unsigned types
+    usd = {
+        "u16": np.array([0, 65535], np.uint16),
+        "u32": np.array([0, 2**32 - 1], np.uint32),
+        "u64": np.array([1, 2**63], np.uint64),
+    }
+    nncabac.compress(usd, tmp_path / "u.nncabac")
+    _check_close(usd, nncabac.decompress(tmp_path / "u.nncabac", framework="np"))
+
+
+def test_corrupt_payload_errors_name_the_tensor(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sd = {f"layer{i}": rng.normal(0, 0.1, (32, 32)).astype(np.float32) for i in range(3)}
+    path = tmp_path / "c.nncabac"
+    nncabac.compress(sd, path, qp=-38)
+    with nncabac.safe_open(path) as f:
+        start, e = f._header.payload_start, f.entry("layer1")
+    data = bytearray(path.read_bytes())
+    data[start + e["offset"] + 3] ^= 0x10
+    path.write_bytes(bytes(data))
+    for framework in ("pt", "np"):
+        with pytest.raises(DecodeError, match='"layer1": .*checksum'):
+            nncabac.decompress(path, framework=framework)
+
+
 def test_empty_state_dict(tmp_path: Path) -> None:
     report = nncabac.compress({}, tmp_path / "e.nncabac")
     assert report.tensors == []
@@ -155,8 +218,9 @@ def test_hostile_files_give_clear_errors(tmp_path: Path) -> None:
         "empty": b"",
         "magic": b"XXXXXXXX" + good[8:],
         "version": good[:8] + struct.pack("<H", 9) + good[10:],
-        "header-size": good[:12] + struct.pack("<Q", 1 << 60) + good[20:],
+        "header-size": good[:12] + struct.pack("<I", (256 << 20) + 1) + good[16:],
         "flip": good[:30] + bytes([good[30] ^ 1]) + good[31:],
+        "extended": good + b"\0",
     }
     for what, blob in cases.items():
         p = tmp_path / f"{what}.nncabac"

@@ -30,7 +30,7 @@ from . import _nncabac, safetensors_io
 from ._nncabac import DecodeError, ParameterError
 from .policy import Rule
 from .ratecontrol import Step, code_tensors, fit_size
-from .tensor import DEFAULT_QP, Method, decode_entry, decode_many
+from .tensor import DEFAULT_QP, Method, decode_entry, finish
 
 __all__ = [
     "CompressReport",
@@ -320,21 +320,22 @@ def decompress(
     """All tensors of a container: torch tensors (``framework="pt"``, optionally moved to
     ``device`` and floating tensors cast to ``dtype``) or numpy arrays. Tied names share one
     tensor object, as in the original state dict."""
+    if framework not in ("np", "pt"):
+        raise ParameterError(f"framework must be 'np' or 'pt', got {framework!r}")
+    meta, tensors = _nncabac.decode_container(Path(path).read_bytes(), threads=workers)
     out: dict[str, Any] = {}
-    with safe_open(path, framework) as f:
-        names = list(f._entries)
-        decoded = decode_many([f._read(n) for n in names], framework, workers)
-        for name, x in zip(names, decoded):
-            if framework == "pt":
-                if dtype is not None and x.is_floating_point():
-                    x = x.to(dtype)
-                if device is not None:
-                    x = x.to(device)
-            elif dtype is not None and np.issubdtype(x.dtype, np.floating):
-                x = x.astype(dtype)
-            out[name] = x
-        for alias, src in f._aliases.items():
-            out[alias] = out[src]
+    for name, original, arr in tensors:
+        x = finish(original, arr, framework)
+        if framework == "pt":
+            if dtype is not None and x.is_floating_point():
+                x = x.to(dtype)
+            if device is not None:
+                x = x.to(device)
+        elif dtype is not None and np.issubdtype(x.dtype, np.floating):
+            x = x.astype(dtype)
+        out[name] = x
+    for alias, src in json.loads(dict(meta).get(_ALIASES, "{}")).items():
+        out[alias] = out[src]
     return out
 
 
@@ -394,11 +395,10 @@ def restore_folder(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
 def save_safetensors(container: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Decode a container into a ``.safetensors`` file. Tied tensors are written once (as
     safetensors requires); loaders re-tie them from the model's configuration."""
-    with safe_open(container, "np") as f:
-        items = [f._read(n) for n in f._entries]
-    tensors = dict(zip(f._entries, decode_many(items)))
-    dtypes = {e["name"]: e["dtype"] for e, _ in items}
-    safetensors_io.save(out, tensors, dtypes, {"format": "pt"})
+    _, tensors = _nncabac.decode_container(Path(container).read_bytes())
+    arrays = {name: finish(dt, arr, "np") for name, dt, arr in tensors}
+    dtypes = {name: dt for name, dt, _ in tensors}
+    safetensors_io.save(out, arrays, dtypes, {"format": "pt"})
 
 
 def save_pt(container: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:

@@ -328,46 +328,37 @@ def decode_many(
     framework: Literal["np", "pt"] = "np",
     workers: int | None = None,
 ) -> list[Any]:
-    """Decode verified payloads described by their container entries; the CABAC ones in one
-    Rust call (all cores, GIL released). Results in order, in the original dtypes."""
+    """Decode verified payloads described by their container entries, all in one Rust call (all
+    cores, GIL released). Results in order, in the original dtypes."""
     if framework not in ("np", "pt"):
         raise ParameterError(f"framework must be 'np' or 'pt', got {framework!r}")
-    coded = [(e, p) for e, p in items if e["method"] != "raw"]
-    jobs = [
-        (
-            bytes(p),
-            list(e["shape"]),
-            e["dq_flag"],
-            e["num_gtx_flags"],
-            None if e["method"] == "lossless" else e["qp"],
-            e["qp_density"],
-        )
-        for e, p in coded
-    ]
-    flat = iter(_nncabac.decode_layers(jobs, threads=workers) if jobs else [])
-    return [_finish(e, p if e["method"] == "raw" else next(flat), framework) for e, p in items]
+    arrays = _nncabac.decode_entries(items, threads=workers) if items else []
+    return [finish(e["dtype"], a, framework) for (e, _), a in zip(items, arrays)]
 
 
-def _finish(entry: dict[str, Any], data: Any, framework: str) -> Any:
-    shape = tuple(entry["shape"])
-    dtype = entry["dtype"]
-    out: npt.NDArray[Any]
-    if entry["method"] == "raw":
-        bf16 = dtype == "bfloat16"
-        dt = np.dtype("<u2" if bf16 else dtype).newbyteorder("<")
-        if len(data) != math.prod(shape) * dt.itemsize:
-            raise DecodeError("raw tensor payload has the wrong size")
-        out = np.frombuffer(data, dtype=dt).reshape(shape)
-        out = (out.astype(np.uint32) << 16).view(np.float32) if bf16 else out.astype(dtype)
-    else:
-        target = "float32" if dtype == "bfloat16" else dtype
-        out = data.reshape(shape).astype(target, copy=False)
+def finish(dtype: str, arr: npt.NDArray[Any], framework: str) -> Any:
+    """A decoded array (as the Rust reader returns it: quantized tensors in float32, raw
+    float16/bfloat16 as their 16-bit patterns) in the original ``dtype``: a numpy array
+    (bfloat16 as float32) or, for ``framework="pt"``, a torch tensor sharing its memory."""
+    if arr.dtype.name != dtype:
+        if dtype == "bfloat16":
+            if framework == "pt":
+                import torch
+
+                if arr.dtype == np.uint16:  # the bit patterns: reinterpret, no copy
+                    return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+                return torch.from_numpy(arr).to(torch.bfloat16)
+            if arr.dtype == np.uint16:
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        elif dtype == "float16" and arr.dtype == np.uint16:
+            arr = arr.view(np.float16)
+        else:  # float32 reconstructions of float16/float64 tensors
+            arr = arr.astype(dtype)
     if framework == "pt":
         import torch
 
-        t = torch.from_numpy(np.asarray(out, order="C"))
-        return t.to(torch.bfloat16) if dtype == "bfloat16" else t
-    return out
+        return torch.from_numpy(arr)
+    return arr
 
 
 def decode_entry(

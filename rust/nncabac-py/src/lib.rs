@@ -1,14 +1,16 @@
 //! Python bindings of `nncabac`: argument conversion, error mapping and GIL release only.
 //! All codec logic lives in the `nncabac` crate.
 
+use std::borrow::Cow;
+
 use nncabac::{Error, LayerParams};
-use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use nncabac::container::{self, ContainerWriter, DType, Method, TensorEntry};
+use nncabac::container::{self, Container, ContainerWriter, DType, Elements, Method, TensorEntry};
 
 create_exception!(
     _nncabac,
@@ -449,7 +451,7 @@ struct Header {
 impl Header {
     /// Parses `head` (at least `header_span` bytes of a file of `file_len` bytes).
     #[new]
-    fn new(py: Python<'_>, head: Vec<u8>, file_len: u64) -> PyResult<Self> {
+    fn new(py: Python<'_>, head: Cow<'_, [u8]>, file_len: u64) -> PyResult<Self> {
         let inner = py
             .detach(|| container::Header::parse(&head, file_len))
             .map_err(to_py)?;
@@ -494,38 +496,139 @@ fn header_span(preamble: &[u8]) -> PyResult<usize> {
     container::header_span(preamble).map_err(to_py)
 }
 
+/// A container entry from its dict (`offset`, `length` and `crc32` are not read).
+fn entry_from_dict(d: &Bound<'_, PyDict>) -> PyResult<TensorEntry> {
+    let dtype: String = item(d, "dtype")?;
+    let method: String = item(d, "method")?;
+    Ok(TensorEntry {
+        name: item(d, "name")?,
+        dtype: DType::from_name(&dtype).map_err(to_py)?,
+        shape: item(d, "shape")?,
+        method: Method::from_name(&method).map_err(to_py)?,
+        dq_flag: item::<u8>(d, "dq_flag")? == 1,
+        num_gtx_flags: item(d, "num_gtx_flags")?,
+        qp: item(d, "qp")?,
+        qp_density: item(d, "qp_density")?,
+        lambda: item(d, "lambda_")?,
+        offset: 0,
+        length: 0,
+        crc32: 0,
+    })
+}
+
 /// Serializes a container from metadata pairs and (entry dict, payload) pairs.
 #[pyfunction]
 fn write_container<'py>(
     py: Python<'py>,
     metadata: Vec<(String, String)>,
-    tensors: Vec<(Bound<'py, PyDict>, Vec<u8>)>,
+    tensors: Vec<(Bound<'py, PyDict>, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut w = ContainerWriter::new();
     for (k, v) in &metadata {
         w.add_metadata(k, v).map_err(to_py)?;
     }
     for (d, payload) in &tensors {
-        let dtype: String = item(d, "dtype")?;
-        let method: String = item(d, "method")?;
-        let entry = TensorEntry {
-            name: item(d, "name")?,
-            dtype: DType::from_name(&dtype).map_err(to_py)?,
-            shape: item(d, "shape")?,
-            method: Method::from_name(&method).map_err(to_py)?,
-            dq_flag: item::<u8>(d, "dq_flag")? == 1,
-            num_gtx_flags: item(d, "num_gtx_flags")?,
-            qp: item(d, "qp")?,
-            qp_density: item(d, "qp_density")?,
-            lambda: item(d, "lambda_")?,
-            offset: 0,
-            length: 0,
-            crc32: 0,
-        };
-        w.add_tensor(entry, payload).map_err(to_py)?;
+        let payload: Cow<'_, [u8]> = payload.extract()?;
+        w.add_tensor(entry_from_dict(d)?, &payload).map_err(to_py)?;
     }
-    let bytes = py.detach(|| w.finish());
+    let bytes = py.detach(|| w.finish()).map_err(to_py)?;
     Ok(PyBytes::new(py, &bytes))
+}
+
+/// `err` with the tensor's name in front of its message, same exception type.
+fn for_tensor(err: Error, name: &str) -> PyErr {
+    let msg = format!("tensor {name:?}: {err}");
+    match err {
+        Error::Truncated | Error::Corrupt(_) | Error::Unsupported(_) => DecodeError::new_err(msg),
+        Error::InvalidParameter(_) => ParameterError::new_err(msg),
+        Error::Overflow(_) => RangeError::new_err(msg),
+        _ => NncabacError::new_err(msg),
+    }
+}
+
+/// A decoded tensor as a numpy array of `shape`, owning the Rust buffer (no copy).
+fn to_numpy<'py>(py: Python<'py>, el: Elements, shape: &[u64]) -> PyResult<Bound<'py, PyAny>> {
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    macro_rules! array {
+        ($v:expr) => {
+            PyArray1::from_vec(py, $v).reshape(dims)?.into_any()
+        };
+    }
+    Ok(match el {
+        Elements::F32(v) => array!(v),
+        Elements::F64(v) => array!(v),
+        Elements::I8(v) => array!(v),
+        Elements::I16(v) => array!(v),
+        Elements::I32(v) => array!(v),
+        Elements::I64(v) => array!(v),
+        Elements::U8(v) => array!(v),
+        Elements::U16(v) => array!(v),
+        Elements::U32(v) => array!(v),
+        Elements::U64(v) => array!(v),
+        Elements::Bool(v) => array!(v),
+    })
+}
+
+type Decoded<'py> = (
+    Vec<(String, String)>,
+    Vec<(String, &'static str, Bound<'py, PyAny>)>,
+);
+
+/// Parses, verifies and decodes a whole container file held in `data`, every tensor in
+/// parallel with the GIL released. Returns the metadata pairs and `(name, dtype, array)` per
+/// tensor in file order; arrays as `TensorEntry::decode` gives them (quantized: float32; raw
+/// float16/bfloat16: uint16 bit patterns; others: the original dtype), already shaped.
+#[pyfunction]
+#[pyo3(signature = (data, *, threads=None))]
+fn decode_container<'py>(
+    py: Python<'py>,
+    data: Cow<'_, [u8]>,
+    threads: Option<usize>,
+) -> PyResult<Decoded<'py>> {
+    let (header, decoded) = py
+        .detach(|| {
+            Container::parse(&data).map(|c| {
+                let decoded = c.decode_all(threads);
+                (c.into_header(), decoded)
+            })
+        })
+        .map_err(to_py)?;
+    let mut out = Vec::with_capacity(header.entries.len());
+    for (e, r) in header.entries.into_iter().zip(decoded) {
+        let array = to_numpy(py, r.map_err(|err| for_tensor(err, &e.name))?, &e.shape)?;
+        out.push((e.name, e.dtype.name(), array));
+    }
+    Ok((header.metadata, out))
+}
+
+/// Decodes (entry dict, payload) pairs whose payloads are already verified, in parallel with
+/// the GIL released; arrays as in `decode_container`, in order.
+#[pyfunction]
+#[pyo3(signature = (items, *, threads=None))]
+fn decode_entries<'py>(
+    py: Python<'py>,
+    items: Vec<(Bound<'py, PyDict>, Bound<'py, PyAny>)>,
+    threads: Option<usize>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let mut entries = Vec::with_capacity(items.len());
+    let mut payloads: Vec<Cow<'_, [u8]>> = Vec::with_capacity(items.len());
+    for (d, p) in &items {
+        let payload: Cow<'_, [u8]> = p.extract()?;
+        let mut e = entry_from_dict(d)?;
+        e.length = payload.len() as u64;
+        entries.push(e);
+        payloads.push(payload);
+    }
+    let decoded = py.detach(|| {
+        let pairs: Vec<(&TensorEntry, &[u8])> =
+            entries.iter().zip(payloads.iter().map(|p| &**p)).collect();
+        container::decode_entries(&pairs, threads)
+    });
+    entries
+        .iter()
+        .zip(decoded)
+        .map(|(e, r)| to_numpy(py, r.map_err(|err| for_tensor(err, &e.name))?, &e.shape))
+        .collect()
 }
 
 #[pymodule]
@@ -541,6 +644,8 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(code_layers, m)?)?;
     m.add_function(wrap_pyfunction!(decode_layers, m)?)?;
     m.add_function(wrap_pyfunction!(write_container, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_container, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_entries, m)?)?;
     m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;
     m.add("NncabacError", py.get_type::<NncabacError>())?;
     m.add("DecodeError", py.get_type::<DecodeError>())?;

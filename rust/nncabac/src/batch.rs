@@ -125,7 +125,7 @@ pub fn decode_layer(job: &DecodeJob<'_>) -> Result<Decoded> {
 
 /// Runs `f` on a pool of `threads` workers, or on rayon's global pool (all cores).
 #[cfg(feature = "parallel")]
-fn in_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn in_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> T {
     match threads.and_then(|n| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
