@@ -6,11 +6,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
+import zlib
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import nncabac
 from nncabac import DecodeError, NncabacError, nnc
 
 PARAMS = dict(num_gtx_flags=11, general_profile_idc=1, parent_node_id_present_flag=1)
@@ -133,3 +137,71 @@ def test_random_garbage_in_a_subprocess_never_crashes() -> None:
     assert proc.returncode == 0, proc.stderr
     ok, err = map(int, proc.stdout.split())
     assert ok + err == 3000 and err > 0
+
+
+def _entry(shape: tuple[int, ...], method: str) -> dict[str, object]:
+    return dict(
+        name="t",
+        dtype="float32",
+        shape=shape,
+        method=method,
+        dq_flag=0,
+        num_gtx_flags=11,
+        qp=-38,
+        qp_density=2,
+        lambda_=0.0,
+    )
+
+
+def _claiming_1e12_elements(method: str) -> bytes:
+    """A file whose header claims 10^12 elements over a payload of a few bytes: the first
+    dimension of a writable file of shape (0, 10^6, 10^6) set to 1, found as the first byte in
+    which files of shape (0, 1000, 1000) and (1, 1000, 1000) differ; header CRC recomputed."""
+    from nncabac import _nncabac
+
+    enc = nnc.Encoder()
+    enc.encode_layer(
+        np.zeros((0, 1), np.int32),
+        dq_flag=0,
+        num_gtx_flags=11,
+        param_opt_flag=0,
+        general_profile_idc=0,
+        parent_node_id_present_flag=0,
+    )
+    tiny = b"" if method == "raw" else enc.finish()
+    big = bytes(4_000_000 if method == "raw" else 1000)
+
+    def write(shape: tuple[int, ...], payload: bytes) -> bytes:
+        return bytes(_nncabac.write_container([], [(_entry(shape, method), payload)]))
+
+    a, b = write((0, 1000, 1000), tiny), write((1, 1000, 1000), big)
+    pos = next(i for i in range(_nncabac.PREAMBLE_LEN, len(a)) if a[i] != b[i])
+    c = bytearray(write((0, 10**6, 10**6), tiny))
+    assert c[pos] == 0
+    c[pos] = 1
+    span = _nncabac.header_span(bytes(c[: _nncabac.PREAMBLE_LEN]))
+    c[span - 4 : span] = (zlib.crc32(bytes(c[: span - 4])) & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(c)
+
+
+@pytest.mark.parametrize("method", ["uniform", "raw"])
+def test_file_claiming_1e12_elements_is_refused_quickly(method: str) -> None:
+    data = _claiming_1e12_elements(method)
+    t = time.perf_counter()
+    with pytest.raises(DecodeError):
+        nncabac.decode_tensor(data)
+    with pytest.raises(DecodeError):
+        nncabac.tensor_info(data)
+    assert time.perf_counter() - t < 5  # refused from the header, nothing decoded or allocated
+
+
+@pytest.mark.parametrize("fill", [0x00, 0xFF, 0x55])
+def test_constant_streams_stop_at_the_end_of_their_input(fill: int) -> None:
+    """1 KiB of one byte value, asked for 10^9 levels: the decoder consumes input for every
+    level (a bin costs at least 1/128 bit), so it stops at the end of the data, in about
+    (1024 + 4) x 1024 levels at most, instead of looping or allocating 4 GB."""
+    dec = nnc.Decoder(bytes([fill]) * 1024)
+    t = time.perf_counter()
+    with pytest.raises(DecodeError):
+        dec.decode_layer((10**9,), dq_flag=1, **PARAMS)
+    assert time.perf_counter() - t < 10

@@ -623,7 +623,10 @@ pub(crate) fn decode_layer<B: AsRef<[u8]>>(
     }
     dec.check()?;
     let remaining = dec.remaining();
-    out.reserve(n.min(max_levels_for(remaining)));
+    // The claimed count is capped by what the remaining bytes can hold, and a failed allocation
+    // (that cap can still be 4096 times the input) is an error rather than an abort.
+    out.try_reserve(n.min(max_levels_for(remaining)))
+        .map_err(|_| Error::Overflow(format!("cannot allocate room for {n} levels")))?;
     let (data, st) = dec.parts();
     let mut regs = *st;
     let res = if params.dq_flag {
