@@ -9,7 +9,8 @@ clients, the digits CNN, five ways of sending the models.
 Every setting runs the same code: a Flower ``ClientApp`` (local SGD on the client's shard) with
 :class:`nncabac.flower.NncabacMod`, and ``CompressedStrategy(FedAvg())`` on the server, driven by
 ``FedAvg.start`` over an in-process :class:`nncabac.flower.LocalGrid` (deterministic, one client
-at a time; ``--simulation``: ``flwr.simulation.run_simulation`` instead). Only the codec differs:
+at a time; ``--simulation``: ``flwr.simulation.run_simulation`` instead, about 2.5× slower here,
+with the same figures up to the order in which replies are summed). Only the codec differs:
 
 (a) ``fp32`` — :class:`~nncabac.flower.UncompressedCodec`: every message a whole fp32 model.
 (b) ``sparse`` — top-k (``--keep``) of the difference to the receiver's model with error
