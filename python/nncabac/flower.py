@@ -148,7 +148,7 @@ class NncabacCodec:
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"NncabacCodec({opts}{', full_qp=' + str(self.full_qp) if self.full_qp else ''})"
+        return f"NncabacCodec({opts}{'' if self.full_qp is None else f', full_qp={self.full_qp}'})"
 
     def encode(
         self, state: Arrays, base: Arrays, residual: Arrays, *, scales: ScaleSource | None = None
