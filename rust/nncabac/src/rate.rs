@@ -8,7 +8,8 @@
 //! two numbers apart so [`binarize`] reproduces that exactly.
 //!
 //! Every rate-model context starts in initialisation set 0 and keeps its adaptation shifts, so
-//! its state is just the two estimates: [`RateContext`] is half the size of a coder's
+//! its state is just the two estimates, packed with the bit-estimate row they select into one
+//! 32-bit [`RateContext`]: half the size of a coder's
 //! [`ContextModel`](crate::contexts::ContextModel), which halves what the trellis moves between
 //! its stores. The hot paths (the update and the triple costs of the trellis) walk the
 //! greater-than and prefix runs directly; tests check them against [`binarize`].
@@ -26,64 +27,109 @@ const SHIFT_A: u32 = 5;
 /// Shift of the slow estimate in initialisation set 0 (`sh1`).
 const SHIFT_B: u32 = 4;
 
-/// Next `a` per `[bin][a as u8]` (two's-complement byte of `a`) for set 0's shift (spec §3.4).
-static NEXT_A: [[i16; 256]; 2] = {
-    let mut t = [[0i16; 256]; 2];
+/// Field of a packed [`RateContext`] holding `a` as a byte.
+const A_SHIFT: u32 = 12;
+/// Field of a packed [`RateContext`] holding the row of `EST_BITS` for `p = 16a + b`.
+const ROW_SHIFT: u32 = 22;
+
+/// `a`'s part of a packed context: its byte, and `2a` towards the row `512 + 2a + (b >> 3)`
+/// (`(16a + b) >> 3 = 2a + (b >> 3)` exactly, since `16a` is a multiple of 8).
+const fn pack_a(a: i32) -> u32 {
+    (((2 * a) as u32 & 1023) << ROW_SHIFT) | ((a as u8 as u32) << A_SHIFT)
+}
+
+/// `b`'s part of a packed context: its low 12 bits (`|b| ≤ 1923`), and `512 + (b >> 3)` towards
+/// the row.
+const fn pack_b(b: i32) -> u32 {
+    (((512 + (b >> 3)) as u32 & 1023) << ROW_SHIFT) | (b as u32 & 0xfff)
+}
+
+/// Packed `a` part after coding a bin, per `[bin][a as u8]`, for set 0's shift (spec §3.4).
+static NEXT_A: [[u32; 256]; 2] = {
+    let mut t = [[0u32; 256]; 2];
     let mut a = -128i32;
     while a < 128 {
         let i = a as u8 as usize;
-        t[1][i] = (a + (CURVE[(16 + (a >> 3)) as usize & 31] >> SHIFT_A)) as i16;
-        t[0][i] = (a - (CURVE[(16 + ((-a) >> 3)) as usize & 31] >> SHIFT_A)) as i16;
+        t[1][i] = pack_a(a + (CURVE[(16 + (a >> 3)) as usize & 31] >> SHIFT_A));
+        t[0][i] = pack_a(a - (CURVE[(16 + ((-a) >> 3)) as usize & 31] >> SHIFT_A));
         a += 1;
     }
     t
 };
 
-/// Next `b` per `[bin][b & 4095]` (`|b| ≤ 1923`, so the low 12 bits identify it).
-static NEXT_B: [[i16; 4096]; 2] = {
-    let mut t = [[0i16; 4096]; 2];
+/// Packed `b` part after coding a bin, per `[bin][b & 4095]`.
+static NEXT_B: [[u32; 4096]; 2] = {
+    let mut t = [[0u32; 4096]; 2];
     let mut b = -2048i32;
     while b < 2048 {
         let i = (b & 4095) as usize;
-        t[1][i] = (b + (CURVE[(16 + (b >> 7)) as usize & 31] >> SHIFT_B)) as i16;
-        t[0][i] = (b - (CURVE[(16 + ((-b) >> 7)) as usize & 31] >> SHIFT_B)) as i16;
+        t[1][i] = pack_b(b + (CURVE[(16 + (b >> 7)) as usize & 31] >> SHIFT_B));
+        t[0][i] = pack_b(b - (CURVE[(16 + ((-b) >> 7)) as usize & 31] >> SHIFT_B));
         b += 1;
     }
     t
 };
 
 /// A rate-model context: a [`ContextModel`](crate::contexts::ContextModel) of initialisation
-/// set 0 reduced to its two estimates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct RateContext {
-    a: i16,
-    b: i16,
+/// set 0 reduced to its two estimates, packed in one word with the `EST_BITS` row they select.
+///
+/// Bits 0..12 hold `b`, bits 12..20 `a` (two's complement), bits 22..32 the row
+/// `(512 + ((16a + b) >> 3)) mod 1024`. Pricing a bin is then one shift and one load, and an
+/// update two loads and an add (the row parts of `a` and `b` sum modulo 2^10 in the top bits;
+/// the other fields do not overlap). The trellis prices and updates about equally often, and a
+/// single-word store also lets the next read of the context forward from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RateContext(u32);
+
+impl Default for RateContext {
+    fn default() -> Self {
+        Self::INIT
+    }
 }
 
 impl RateContext {
     /// `init(0)`: both estimates 0.
-    pub const INIT: RateContext = RateContext { a: 0, b: 0 };
+    pub const INIT: RateContext = RateContext(pack_a(0).wrapping_add(pack_b(0)));
+
+    /// The fast estimate `a`.
+    #[inline(always)]
+    fn a(&self) -> i32 {
+        (self.0 >> A_SHIFT) as u8 as i8 as i32
+    }
+
+    /// The slow estimate `b`.
+    #[inline(always)]
+    fn b(&self) -> i32 {
+        ((self.0 << 20) as i32) >> 20
+    }
 
     /// Combined estimate `16a + b`, as [`ContextModel::p`](crate::contexts::ContextModel::p).
     #[inline(always)]
     pub fn p(&self) -> i32 {
-        16 * self.a as i32 + self.b as i32
+        16 * self.a() + self.b()
     }
 
     /// Estimated cost of `bin` in 1/32768 bit, as
     /// [`ContextModel::est_bits`](crate::contexts::ContextModel::est_bits).
     #[inline(always)]
     pub fn est_bits(&self, bin: u32) -> u32 {
-        EST_BITS[(512 + (self.p() >> 3)) as usize & 1023][(bin & 1) as usize]
+        EST_BITS[(self.0 >> ROW_SHIFT) as usize][(bin & 1) as usize]
     }
 
     /// Adapts to `bin`, as [`ContextModel::update`](crate::contexts::ContextModel::update) does
     /// for a set-0 context.
     #[inline(always)]
     pub fn update(&mut self, bin: u32) {
+        *self = self.next(bin);
+    }
+
+    /// The context after coding `bin`.
+    #[inline(always)]
+    pub fn next(self, bin: u32) -> Self {
         let bin = (bin & 1) as usize;
-        self.a = NEXT_A[bin][self.a as u8 as usize];
-        self.b = NEXT_B[bin][self.b as u16 as usize & 4095];
+        let a = NEXT_A[bin][(self.0 >> A_SHIFT) as u8 as usize];
+        let b = NEXT_B[bin][(self.0 & 0xfff) as usize];
+        RateContext(a.wrapping_add(b))
     }
 }
 
@@ -343,6 +389,16 @@ impl RateShape {
         c + ctx[self.layout.prefix(m)].est_bits(0) as u64
     }
 
+    /// End of the last range of [`touched`](Self::touched): copying the contexts before it
+    /// moves all that levels of magnitude up to `max_abs` can have changed.
+    pub(crate) fn touched_end(&self, max_abs: u64) -> usize {
+        self.touched(max_abs)
+            .iter()
+            .map(|r| r.end)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Context index ranges that levels of magnitude up to `max_abs` can have changed (the rest
     /// of a store is still in its initial state): significance, sign, greater-than flags, prefix.
     pub(crate) fn touched(&self, max_abs: u64) -> [core::ops::Range<usize>; 3] {
@@ -470,6 +526,9 @@ mod tests {
         seen.insert(RateContext::INIT, ContextModel::new(0));
         while let Some((m, r)) = queue.pop_front() {
             assert_eq!(m.p(), r.p());
+            // The packed row is that of p, and the unused bits stay clear.
+            assert_eq!(r.0 >> ROW_SHIFT, (512 + (r.p() >> 3)) as u32 & 1023);
+            assert_eq!(r.0 & (3 << 20), 0);
             for bin in 0..2 {
                 assert_eq!(m.est_bits(bin), r.est_bits(bin));
                 let (mut m2, mut r2) = (m, r);
@@ -646,6 +705,8 @@ mod tests {
                 shape.update(&mut ctx, level, 7, -1);
                 shape.update(&mut ctx, level, 3, 1);
                 let ranges = shape.touched(level.unsigned_abs());
+                let end = shape.touched_end(level.unsigned_abs());
+                assert!(ranges.iter().all(|r| r.end <= end));
                 for (i, c) in ctx.iter().enumerate() {
                     if *c != RateContext::INIT {
                         assert!(

@@ -12,7 +12,7 @@
 //! handed from state to state, copying only when two paths continue from the same state and
 //! only the contexts that can differ.
 
-use crate::contexts::neighbour_class;
+use crate::binarization::MAX_ABS_LEVEL;
 use crate::error::{Error, Result};
 use crate::rate::{RateContext, RateShape};
 
@@ -72,7 +72,7 @@ impl Candidates {
     }
 
     /// Coded level per slot: `±(qi + 1) >> 1` (index 4: 0).
-    #[inline(always)]
+    #[cfg(test)]
     fn levels(&self) -> [i64; 5] {
         let l = |slot: u8| {
             let m = (self.qi(slot) + 1) >> 1;
@@ -139,6 +139,9 @@ struct Banks {
     nbs: [[u32; 8]; 2],
     /// Largest magnitude any store was updated with: bounds what copies must move.
     max_abs: u64,
+    /// Contexts a copy moves: the first ones, up to the last that `max_abs` lets differ (one
+    /// span of a size that rarely changes, so the copy is cheap and predictable).
+    copy_len: usize,
 }
 
 impl Banks {
@@ -151,6 +154,7 @@ impl Banks {
             at: core::array::from_fn(|i| i * len),
             nbs: [[0; 8]; 2],
             max_abs: 0,
+            copy_len: shape.touched_end(0),
         }
     }
 
@@ -159,6 +163,7 @@ impl Banks {
         self.at = core::array::from_fn(|i| i * self.len);
         self.nbs = [[0; 8]; 2];
         self.max_abs = 0;
+        self.copy_len = self.shape.touched_end(0);
     }
 
     #[inline(always)]
@@ -166,11 +171,13 @@ impl Banks {
         &self.store[self.at[p]..self.at[p] + self.len]
     }
 
-    /// Rates at weight `t` as `[kind][source state]` (kinds as in [`BRANCH_KIND`]).
+    /// Rates at weight `t` as `[source state][kind]` (kinds as in [`BRANCH_KIND`]), left as
+    /// integers: the Viterbi step converts each where it adds it, so no array of floats is
+    /// written element by element and then read back in pairs (a stalled store forward).
     #[inline(always)]
-    fn rates(&self, t: usize, cand: &Candidates) -> [[f64; 8]; 3] {
+    fn rates(&self, t: usize, cand: &Candidates) -> [[u64; 3]; 8] {
         let nbs = &self.nbs[(t + 1) & 1];
-        let mut out = [[0.0; 8]; 3];
+        let mut out = [[0; 3]; 8];
         // Q0 states choose between qi ≡ 0 and qi ≡ 2 (mod 4), Q1 states between 3 and 1: two
         // consecutive magnitudes each, the smaller one `m`.
         for q in 0..2 {
@@ -185,20 +192,17 @@ impl Banks {
                 ps.map(|p| nbs[p]),
             );
             for (&p, [z, a, b]) in ps.iter().zip(costs) {
-                let (c_even, c_odd) = if even < odd { (a, b) } else { (b, a) };
-                // Costs stay far below 2^53: exact as float64 (via i64, a single conversion).
-                out[0][p] = c_even as i64 as f64;
-                out[1][p] = z as i64 as f64;
-                out[2][p] = c_odd as i64 as f64;
+                out[p] = if even < odd { [a, z, b] } else { [b, z, a] };
             }
         }
         out
     }
 
-    /// Slot d of the current bank becomes slot `from[d]` of the previous one, updated with
-    /// `level[d]` in state d with its own stale neighbour (spec §10.6 quirk).
+    /// Slot d of the current bank becomes slot `from[d]` of the previous one, updated with the
+    /// level of candidate `slot[d]` of `cand` in state d with its own stale neighbour (spec
+    /// §10.6 quirk).
     #[inline(always)]
-    fn advance(&mut self, t: usize, from: &[u8; 8], level: &[i64; 8]) {
+    fn advance(&mut self, t: usize, from: &[u8; 8], slot: &[u8; 8], cand: &Candidates) {
         // The first destination continuing a state takes its store; the others get copies.
         let mut claimed = 0u32;
         let mut copy = 0u32;
@@ -213,29 +217,64 @@ impl Banks {
         if copy != 0 {
             // Copies go to the stores of states nobody continues, before any store is updated.
             let mut free = !claimed & 0xff;
-            let ranges = self.shape.touched(self.max_abs);
+            let n = self.copy_len;
             while copy != 0 {
                 let d = copy.trailing_zeros() as usize & 7;
                 copy &= copy - 1;
                 let f = self.at[free.trailing_zeros() as usize & 7];
                 free &= free.wrapping_sub(1);
                 let src = dst[d];
-                for r in ranges.iter() {
-                    self.store
-                        .copy_within(src + r.start..src + r.end, f + r.start);
-                }
+                self.store.copy_within(src..src + n, f);
                 dst[d] = f;
             }
         }
+        // Every nonzero level has the weight's sign; its magnitude is `(qi + 1) >> 1`.
+        let neg = cand.negative;
+        let mag: [u64; 4] = core::array::from_fn(|s| ((cand.qi(s as u8) + 1) >> 1) as u64);
+        let class = if neg { 1 } else { 2 };
+        let l = self.shape.layout;
+        let g = self.shape.num_gtx as u64;
+        let base = l.gtx(0, neg);
         let nbs = &mut self.nbs[t & 1];
-        let mut max_abs = self.max_abs;
         for d in 0..8 {
             let ctx = &mut self.store[dst[d]..dst[d] + self.len];
-            self.shape.adapt_nb(ctx, level[d], d as u32, nbs[d]);
-            nbs[d] = neighbour_class(level[d]);
-            max_abs = max_abs.max(level[d].unsigned_abs());
+            let nb = nbs[d] & 3;
+            let s = slot[d] as usize;
+            let sig = &mut ctx[l.sig(d as u32, nb)];
+            if s == ZERO_SLOT as usize {
+                sig.update(0);
+                nbs[d] = 0;
+                continue;
+            }
+            sig.update(1);
+            nbs[d] = class;
+            ctx[l.sign(nb)].update(neg as u32);
+            // Flags: `ones` of value 1 (every other context from `base`), then a 0 unless the
+            // level has a remainder.
+            let m = mag[s & 3];
+            let ones = (m - 1).min(g) as usize;
+            let (run, last) = ctx[base..base + 2 * ones + 1].split_at_mut(2 * ones);
+            for pair in run.chunks_exact_mut(2) {
+                pair[0].update(1);
+            }
+            if m <= g {
+                last[0].update(0);
+            } else {
+                let rem = m.min(MAX_ABS_LEVEL) - g - 1;
+                let e = (63 - (rem + 1).leading_zeros()) as usize;
+                let p0 = l.prefix(0);
+                let run = &mut ctx[p0..p0 + e + 1];
+                for c in run[..e].iter_mut() {
+                    c.update(1);
+                }
+                run[e].update(0);
+            }
         }
-        self.max_abs = max_abs;
+        let top = mag[0].max(mag[1]).max(mag[2]).max(mag[3]);
+        if top > self.max_abs {
+            self.max_abs = top;
+            self.copy_len = self.shape.touched_end(top);
+        }
         self.at = dst;
     }
 }
@@ -409,27 +448,27 @@ fn forward_rate(
         let dsi = imp.map_or(ds, |v| ds * v[k] as f64);
         let cand = Candidates::new(w, qs);
         let dist = cand.dists(dsi);
-        let lev = cand.levels();
         let rate = banks.rates(k, &cand);
         let mut nj = [0.0; 8];
         let mut dec = 0u16;
         let mut from = [0u8; 8];
-        let mut level = [0i64; 8];
+        let mut slot = [0u8; 8];
         for d in 0..8 {
             let cost = |i: usize| {
                 let (p, s) = BRANCHES[d][i];
-                (j[p as usize] + dist[s as usize]) + rate[BRANCH_KIND[d][i]][p as usize]
+                (j[p as usize] + dist[s as usize])
+                    + rate[p as usize][BRANCH_KIND[d][i]] as i64 as f64
             };
             let (c, b) = min3(cost(0), cost(1), cost(2));
             nj[d] = c;
             dec |= b << (2 * d);
             let (p, s) = BRANCHES[d][b as usize];
             from[d] = p;
-            level[d] = lev[s as usize];
+            slot[d] = s;
         }
         j = nj;
         *o = dec as i32;
-        banks.advance(k, &from, &level);
+        banks.advance(k, &from, &slot, &cand);
     }
     Ok(end_state(&j))
 }
