@@ -21,7 +21,9 @@ parameter (8 × file bytes / elements), the metric of the reconstruction (ResNet
 agreement and mean KL(original ‖ reconstructed) on natural 32×32 crops of scikit-learn's sample
 photos; digits CNN: test accuracy on the stratified 20 % split), compress and decompress time
 (median of ``--repeats``, the whole model, ours on all cores as the package does by default,
-decompressing to torch tensors), and the peak memory of compressing. The reconstructions are
+decompressing to torch tensors; the notes also give the Rust part of our decompress alone, on
+all cores and on one, so the rest — file read, Python, torch — can be told apart), and the peak
+memory of compressing. The reconstructions are
 decoded back in this process for the metric, and the conv/linear weights of the two codecs'
 reconstructions are compared bit for bit.
 
@@ -125,6 +127,14 @@ def worker(job_path: str) -> None:
         t = time.perf_counter()
         nncabac.decompress(out)
         dec_t.append(time.perf_counter() - t)
+    # the Rust part alone (parse, verify, CABAC decode, dequantize), on all cores and on one
+    data = Path(out).read_bytes()
+    rust_t: dict[str, list[float]] = {"all": [], "one": []}
+    for _ in range(repeats):
+        for key, threads in (("all", None), ("one", 1)):
+            t = time.perf_counter()
+            nncabac._nncabac.decode_container(data, threads=threads)
+            rust_t[key].append(time.perf_counter() - t)
     by_method: dict[str, int] = {}
     for t_ in report.tensors:
         by_method[t_.method] = by_method.get(t_.method, 0) + t_.num_bytes
@@ -135,6 +145,7 @@ def worker(job_path: str) -> None:
                 "compress_s": enc_t,
                 "fixed_compress_s": fixed_t,
                 "decompress_s": dec_t,
+                "rust_decode_s": rust_t,
                 "num_bytes": report.file_bytes,
                 "payload_bytes": by_method,
                 "qp": qp,
@@ -390,6 +401,7 @@ def main() -> None:
                 rec = nncabac.decompress(container)
                 peak = (o["peak_kb"] - o["base_kb"]) / 1024
                 extra = {k: o[k] for k in ("payload_bytes", "steps", "peak_reset")}
+                extra["rust_decode_s"] = {k: median(v) for k, v in o["rust_decode_s"].items()}
                 extra["fixed_compress_s"] = (
                     median(o["fixed_compress_s"]) if o["fixed_compress_s"] else None
                 )
@@ -603,6 +615,13 @@ def main() -> None:
             note += (
                 f"; without the header, ours / NNCodec = "
                 f"{(r.num_bytes - overhead) / theirs[0].num_bytes:.3f}"
+            )
+        rust = r.extra.get("rust_decode_s")
+        if rust:
+            note += (
+                f"; decompress {fmt_s(r.decompress_s)}, of which the Rust decode "
+                f"(parse, checksums, CABAC, dequantization) {fmt_s(rust['all'])} on all cores "
+                f"({fmt_s(rust['one'])} on one)"
             )
         if r.extra.get("steps"):
             probes = ", ".join(f"{q} → {bpw:.2f}" for q, bpw in r.extra["steps"])
