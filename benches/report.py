@@ -7,7 +7,8 @@ summary table in README.md, between ``<!-- results:start -->`` and ``<!-- result
 Run it after any benchmark. It only reads the result files the benchmarks wrote (nothing is
 measured here), so the table always says what the latest results say. Files it knows get
 dedicated rows (coder.md, quant_speed.md, quant_rd.md, models.md, fl.md); any other result
-file contributes the lines it marks as ``<!-- headline: ... -->``, else a link with its title.
+file contributes the lines it marks as ``<!-- headline: WHAT | FIGURE -->`` (or
+``WHAT: FIGURE``), else a link with its title.
 A figure missing from its file (an older or partial run) is left out, never invented.
 """
 
@@ -198,9 +199,6 @@ def models(text: str) -> list[Row]:
 
 
 def fl(text: str) -> list[Row]:
-    marked = headline_lines(text)
-    if marked:
-        return [(m, "", _link("fl.md")) for m in marked]
     return generic("fl.md", text)
 
 
@@ -208,10 +206,19 @@ def headline_lines(text: str) -> list[str]:
     return [m.strip() for m in re.findall(r"<!--\s*headline:\s*(.+?)\s*-->", text)]
 
 
+def _split(line: str) -> tuple[str, str]:
+    """A headline as (what, figure): split at " | ", else at the first ": "."""
+    for sep in (" | ", ": "):
+        if sep in line:
+            what, figure = line.split(sep, 1)
+            return what.strip(), figure.strip()
+    return line, ""
+
+
 def generic(name: str, text: str) -> list[Row]:
     marked = headline_lines(text)
     if marked:
-        return [(m, "", _link(name)) for m in marked]
+        return [(*_split(m), _link(name)) for m in marked]
     title = next((ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("# ")), name)
     return [(title, "see the file", _link(name))]
 
@@ -263,7 +270,7 @@ def main() -> None:
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     README.write_text(head + START + "\n" + table + END + tail, encoding="utf-8")
-    print(f"README.md: {len(table.splitlines()) - 4} result rows")
+    print(f"README.md: {table.count(chr(10) + '| ')} result rows")
 
 
 if __name__ == "__main__":
