@@ -137,7 +137,8 @@ struct Banks {
     /// Neighbour class of the `prev` of slot d of bank b: that of the level it recorded two
     /// weights earlier (0 at first).
     nbs: [[u32; 8]; 2],
-    /// Largest magnitude any store was updated with: bounds what copies must move.
+    /// Bound on the magnitudes any store was updated with (the largest candidate so far):
+    /// bounds what copies must move.
     max_abs: u64,
     /// Contexts a copy moves: the first ones, up to the last that `max_abs` lets differ (one
     /// span of a size that rarely changes, so the copy is cheap and predictable).
@@ -456,6 +457,7 @@ fn forward_rate(
         for d in 0..8 {
             let cost = |i: usize| {
                 let (p, s) = BRANCHES[d][i];
+                // Costs stay far below 2^53: exact as float64 (via i64, a single conversion).
                 (j[p as usize] + dist[s as usize])
                     + rate[p as usize][BRANCH_KIND[d][i]] as i64 as f64
             };
