@@ -1,4 +1,8 @@
 //! Adaptive probability models ("SBMP" contexts) and the context set of a layer (spec §3, §4).
+//!
+//! Every decoded bin looks these tables up with indices that follow the decoded data, so indexing
+//! that could panic is denied here: lookups are masked into fixed-size tables.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::tables::{CURVE, EST_BITS, INIT_SETS, RLPS};
 
@@ -25,6 +29,8 @@ pub struct ContextModel {
 }
 
 /// `RLPS` transposed: `[16 * |p >> 7| + (range >> 5)]` for range 256..=511 (columns 8..15).
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
 pub(crate) static RLPS_BY_COL: [u8; 512] = {
     let mut t = [0u8; 512];
     let mut col = 0;
@@ -40,6 +46,8 @@ pub(crate) static RLPS_BY_COL: [u8; 512] = {
 };
 
 /// Next `a` estimate per `[shift_a - 4][bin][a + 128]` (spec §3.4).
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
 pub(crate) static NEXT_A: [[[i16; 256]; 2]; 4] = {
     let mut t = [[[0i16; 256]; 2]; 4];
     let mut s = 0;
@@ -62,6 +70,8 @@ pub(crate) static NEXT_A: [[[i16; 256]; 2]; 4] = {
 ///
 /// For bin 1 the spec's index is `16 + (b >> 7) = j`. For bin 0 it is `16 + ((-b) >> 7)`, and
 /// `(-b) >> 7 = !((b - 1) >> 7) = 15 - j`, so the index is `31 - j`.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
 pub(crate) static DELTA_B: [[[i16; 32]; 2]; 4] = {
     let mut t = [[[0i16; 32]; 2]; 4];
     let mut s = 0;
@@ -77,6 +87,12 @@ pub(crate) static DELTA_B: [[[i16; 32]; 2]; 4] = {
     t
 };
 
+/// The set that out-of-range set numbers saturate to.
+const LAST_INIT_SET: (u8, u8, i16, i16) = {
+    let [.., last] = INIT_SETS;
+    last
+};
+
 impl Default for ContextModel {
     fn default() -> Self {
         Self::new(0)
@@ -87,7 +103,7 @@ impl ContextModel {
     /// A model in initialisation set `set` (0..=8). Out-of-range sets saturate to 8.
     #[inline]
     pub fn new(set: usize) -> Self {
-        let (sh0, sh1, p, a) = INIT_SETS[set.min(NUM_INIT_SETS - 1)];
+        let (sh0, sh1, p, a) = INIT_SETS.get(set).copied().unwrap_or(LAST_INIT_SET);
         Self::from_state(a, p - 16 * a, sh0 | (sh1 - 4) << 2)
     }
 
@@ -131,23 +147,44 @@ impl ContextModel {
     #[inline(always)]
     pub fn rlps(&self, range: u32) -> u32 {
         // `p >> 7` floors, so the table column is asymmetric around 0 (spec §3.3 quirk).
-        RLPS_BY_COL[(self.col as usize + (range >> 5) as usize) & 511] as u32
+        // The mask keeps the index inside the table, so the fallback is dead code (compiled out).
+        let i = (self.col as usize + (range >> 5) as usize) & 511;
+        RLPS_BY_COL.get(i).map_or(0, |&r| r as u32)
     }
 
     /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
     #[inline(always)]
     pub fn est_bits(&self, bin: u32) -> u32 {
-        EST_BITS[(512 + (self.p() >> 3)) as usize & 1023][(bin & 1) as usize]
+        // Masked indices: the fallback is dead code.
+        let i = (512 + (self.p() >> 3)) as usize & 1023;
+        EST_BITS
+            .get(i)
+            .and_then(|e| e.get((bin & 1) as usize))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Moves both estimates towards the coded bin.
     #[inline(always)]
     pub fn update(&mut self, bin: u32) {
         let bin = (bin & 1) as usize;
-        let a = NEXT_A[(self.shifts & 3) as usize][bin][(self.a as i32 + 128) as usize & 255];
+        // Every index is masked to its table's size, so the fallbacks are dead code.
+        let ia = (self.a as i32 + 128) as usize & 255;
+        let a = NEXT_A
+            .get((self.shifts & 3) as usize)
+            .and_then(|t| t.get(bin))
+            .and_then(|t| t.get(ia))
+            .copied()
+            .unwrap_or(self.a);
         let b = self.b as i32;
         let j = (((b + bin as i32 - 1) >> 7) + 16) as usize & 31;
-        let b = b + DELTA_B[(self.shifts >> 2) as usize & 3][bin][j] as i32;
+        let db = DELTA_B
+            .get((self.shifts >> 2) as usize & 3)
+            .and_then(|t| t.get(bin))
+            .and_then(|t| t.get(j))
+            .copied()
+            .unwrap_or(0);
+        let b = b + db as i32;
         *self = Self::from_state(a, b as i16, self.shifts);
     }
 }
@@ -240,6 +277,14 @@ mod tests {
         assert_eq!(m.b, -654);
         assert_eq!(m.mps(), 0);
         assert_eq!(ContextModel::new(0).mps(), 1);
+    }
+
+    #[test]
+    fn out_of_range_init_sets_saturate_to_the_last() {
+        let last = ContextModel::new(NUM_INIT_SETS - 1);
+        assert_ne!(last, ContextModel::new(NUM_INIT_SETS - 2));
+        assert_eq!(ContextModel::new(NUM_INIT_SETS), last);
+        assert_eq!(ContextModel::new(usize::MAX), last);
     }
 
     #[test]
