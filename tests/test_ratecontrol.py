@@ -57,6 +57,9 @@ def test_fit_size_meets_the_target_with_the_finest_qp() -> None:
 
     assert file_bits(res.payloads) <= 1.5
     assert seen == res.steps and len(seen) >= 3
+    # the sizes the search measured (without building the file) are the files' sizes
+    written = len(_nncabac.write_container([], list(res.payloads.values())))
+    assert [st.num_bytes for st in seen if st.qp == res.qp] == [written]
     # one qp finer does not fit (or is outside the range)
     finer = ratecontrol.code_tensors(s, res.qp - 1, method="uniform")
     assert file_bits(finer) > 1.5

@@ -125,23 +125,26 @@ def fit_size(
         raise ParameterError("give exactly one of target_bytes and target_bits_per_weight")
     budget = target_bytes if target_bytes is not None else target_bits_per_weight * n / 8  # type: ignore[operator]
     result = RateControlResult(qp=qp_range[1], payloads={})
-    cache: dict[int, dict[str, Coded]] = {}
+    kept: dict[int, dict[str, Coded]] = {}  # the last accepted probe only: bounds peak memory
 
     def ok(qp: int) -> bool:
-        payloads = cache.setdefault(qp, code_tensors(tensors, qp, **coding))
+        payloads = code_tensors(tensors, qp, **coding)
         # the whole container (header and checksums included), as the file will be
-        size = len(_nncabac.write_container([], list(payloads.values())))
+        size = _nncabac.container_size([], list(payloads.values()))
         step = Step(qp, size, 8 * size / max(n, 1), accepted=size <= budget)
         result.steps.append(step)
         if on_step:
             on_step(step)
+        if step.accepted:
+            kept.clear()
+            kept[qp] = payloads
         return step.accepted
 
     qp = _bisect(qp_range[0], qp_range[1], ok)
     if qp is None:
         qp = qp_range[1]  # nothing fits: the coarsest qp allowed, reported as not accepted
     result.qp = qp
-    result.payloads = cache.get(qp) or code_tensors(tensors, qp, **coding)
+    result.payloads = kept.get(qp) or code_tensors(tensors, qp, **coding)
     return result
 
 
@@ -162,10 +165,10 @@ def fit_metric(
     baseline = float(evaluate(originals))
     n = _num_weights(tensors)
     result = RateControlResult(qp=qp_range[0], payloads={})
-    cache: dict[int, dict[str, Coded]] = {}
+    kept: dict[int, dict[str, Coded]] = {}  # the coarsest accepted probe only: bounds memory
 
     def too_coarse(qp: int) -> bool:  # monotone: False ... False True ... True
-        payloads = cache.setdefault(qp, code_tensors(tensors, qp, **coding))
+        payloads = code_tensors(tensors, qp, **coding)
         metric = float(evaluate({k: decode_entry(e, p) for k, (e, p) in payloads.items()}))
         loss = baseline - metric if higher_is_better else metric - baseline
         size = sum(len(p) for _, p in payloads.values())
@@ -173,11 +176,14 @@ def fit_metric(
         result.steps.append(step)
         if on_step:
             on_step(step)
+        if step.accepted and all(qp > q for q in kept):
+            kept.clear()
+            kept[qp] = payloads
         return not step.accepted
 
     first_bad = _bisect(qp_range[0], qp_range[1], too_coarse)
     qp = qp_range[1] if first_bad is None else first_bad - 1
     qp = max(qp, qp_range[0])
     result.qp = qp
-    result.payloads = cache.get(qp) or code_tensors(tensors, qp, **coding)
+    result.payloads = kept.get(qp) or code_tensors(tensors, qp, **coding)
     return result

@@ -535,6 +535,24 @@ fn write_container<'py>(
     Ok(PyBytes::new(py, &bytes))
 }
 
+/// The size of the file `write_container` would write for the same arguments, without
+/// building it (rate control probes sizes without a second copy of the payloads).
+#[pyfunction]
+fn container_size<'py>(
+    metadata: Vec<(String, String)>,
+    tensors: Vec<(Bound<'py, PyDict>, Bound<'py, PyAny>)>,
+) -> PyResult<u64> {
+    let mut w = ContainerWriter::measuring();
+    for (k, v) in &metadata {
+        w.add_metadata(k, v).map_err(to_py)?;
+    }
+    for (d, payload) in &tensors {
+        let payload: Cow<'_, [u8]> = payload.extract()?;
+        w.add_tensor(entry_from_dict(d)?, &payload).map_err(to_py)?;
+    }
+    w.finished_len().map_err(to_py)
+}
+
 /// `err` with the tensor's name in front of its message, same exception type.
 fn for_tensor(err: Error, name: &str) -> PyErr {
     let msg = format!("tensor {name:?}: {err}");
@@ -644,6 +662,7 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(code_layers, m)?)?;
     m.add_function(wrap_pyfunction!(decode_layers, m)?)?;
     m.add_function(wrap_pyfunction!(write_container, m)?)?;
+    m.add_function(wrap_pyfunction!(container_size, m)?)?;
     m.add_function(wrap_pyfunction!(decode_container, m)?)?;
     m.add_function(wrap_pyfunction!(decode_entries, m)?)?;
     m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;

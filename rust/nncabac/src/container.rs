@@ -530,12 +530,23 @@ pub struct ContainerWriter {
     entries: Vec<TensorEntry>,
     names: std::collections::HashSet<String>,
     payload: Vec<u8>,
+    payload_len: u64,
+    measure_only: bool,
 }
 
 impl ContainerWriter {
     /// An empty container.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A writer that only measures: payloads are checksummed and counted but not kept, so rate
+    /// control can learn a file's size without holding a second copy of it.
+    pub fn measuring() -> Self {
+        Self {
+            measure_only: true,
+            ..Self::default()
+        }
     }
 
     /// Adds a free-form metadata string.
@@ -553,7 +564,7 @@ impl ContainerWriter {
     /// from `payload`, and fields its method does not use are set to 0.
     pub fn add_tensor(&mut self, entry: TensorEntry, payload: &[u8]) -> Result<()> {
         let mut entry = entry.normalized();
-        entry.offset = self.payload.len() as u64;
+        entry.offset = self.payload_len;
         entry.length = payload.len() as u64;
         entry.validate().map_err(|e| {
             let why = match e {
@@ -570,7 +581,10 @@ impl ContainerWriter {
         }
         entry.crc32 = crc32(payload);
         self.names.insert(entry.name.clone());
-        self.payload.extend_from_slice(payload);
+        if !self.measure_only {
+            self.payload.extend_from_slice(payload);
+        }
+        self.payload_len += entry.length;
         self.entries.push(entry);
         Ok(())
     }
@@ -642,20 +656,42 @@ impl ContainerWriter {
         ok.then_some(h)
     }
 
-    /// Serializes the whole container, storing the table plain or deflated, whichever is
-    /// smaller.
-    pub fn finish(self) -> Result<Vec<u8>> {
+    /// The stored header [`finish`](Self::finish) writes: the table plain or deflated,
+    /// whichever is smaller.
+    fn best_header(&self) -> Result<Vec<u8>> {
         let table = self.table();
-        let header = [TableEncoding::Plain, TableEncoding::Deflate]
+        [TableEncoding::Plain, TableEncoding::Deflate]
             .into_iter()
             .filter_map(|enc| self.stored(&table, enc))
             .min_by_key(|h| h.len())
-            .ok_or_else(|| Error::InvalidParameter("container header too large".into()))?;
+            .ok_or_else(|| Error::InvalidParameter("container header too large".into()))
+    }
+
+    /// Serializes the whole container, storing the table plain or deflated, whichever is
+    /// smaller.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        if self.measure_only {
+            return Err(Error::InvalidParameter(
+                "a measuring writer keeps no payloads".into(),
+            ));
+        }
+        let header = self.best_header()?;
         Ok(self.assemble(&header))
+    }
+
+    /// The length in bytes of the file [`finish`](Self::finish) would write.
+    pub fn finished_len(&self) -> Result<u64> {
+        let header = self.best_header()?.len() as u64;
+        Ok(PREAMBLE as u64 + header + 4 + self.payload_len)
     }
 
     /// Serializes the whole container with the table stored as `encoding`.
     pub fn finish_with(self, encoding: TableEncoding) -> Result<Vec<u8>> {
+        if self.measure_only {
+            return Err(Error::InvalidParameter(
+                "a measuring writer keeps no payloads".into(),
+            ));
+        }
         let table = self.table();
         let header = self
             .stored(&table, encoding)
@@ -1178,6 +1214,25 @@ mod tests {
     fn read_all(bytes: &[u8]) -> Result<Vec<Elements>> {
         let c = Container::parse(bytes)?;
         c.decode_all(None).into_iter().collect()
+    }
+
+    #[test]
+    fn measuring_writer_predicts_the_length() {
+        let fill = |w: &mut ContainerWriter| {
+            w.add_metadata("k", "v").unwrap();
+            for i in 0..40u8 {
+                let name = format!("layer{i}.weight");
+                let payload = vec![i; 3 + 37 * i as usize];
+                w.add_tensor(entry(&name, Method::Uniform, vec![4, 5]), &payload)
+                    .unwrap();
+            }
+        };
+        let (mut w, mut m) = (ContainerWriter::new(), ContainerWriter::measuring());
+        fill(&mut w);
+        fill(&mut m);
+        let len = m.finished_len().unwrap();
+        assert!(m.finish().is_err());
+        assert_eq!(w.finish().unwrap().len() as u64, len);
     }
 
     #[test]
