@@ -335,27 +335,48 @@ impl DecState {
         bin
     }
 
-    /// Decodes `n` (<= 32) bypass bins, MSB first (spec §2.9).
+    /// Decodes `n` (<= 32) bypass bins, MSB first (spec §2.9), in one step.
+    ///
+    /// `n` bypass bins are `n` steps of restoring binary division of the value window by
+    /// `range << 7`: together they are the quotient `t / range` of the window's top
+    /// `n + 16 - 7` bits `t` (the spec value followed by the next `n` stream bits, without its
+    /// low 7 bits), and the new spec value is the remainder followed by the rest. The quotient
+    /// comes from a multiplication by `ceil(2^64 / range)`: with `t < 2^41` the rounding error
+    /// is below `2^-23`, less than the `1 / range` gap to the next integer, so it is exact.
     #[inline(always)]
     pub(crate) fn decode_bypass_bits(&mut self, data: &[u8], n: u32) -> u32 {
-        let mut v = 0u32;
-        let scaled = (self.range as u64) << (7 + WIN);
-        let mut left = n.min(32);
-        while left > 0 {
-            self.ensure(data);
-            let k = left.min(8);
-            left -= k;
-            for _ in 0..k {
-                self.value <<= 1;
-                let one = self.value >= scaled;
-                self.value -= if one { scaled } else { 0 };
-                v = (v << 1) | one as u32;
-            }
-            self.avail -= k;
+        let n = n.min(32);
+        if self.avail < n {
+            // A refill leaves at least 33 bits (it tops up to within 7 of `WIN` = 40).
+            (self.pos, self.value, self.avail) = refill(data, self.pos, self.value, self.avail);
         }
-        v
+        let r = self.range;
+        // The value is below `range << 47` < 2^56, so `t` < range * 2^n <= 2^41.
+        let t = self.value >> (7 + WIN - n);
+        let inv = RECIP.get((r & 511) as usize).copied().unwrap_or(0);
+        let q = ((t as u128 * inv as u128) >> 64) as u64;
+        let rem = t - q * r as u64;
+        // The bits below the `t` window, moved up by `n` (bits shifted out are those of `t`).
+        let low_mask = (1u64 << (7 + WIN)) - 1;
+        self.value = (rem << (7 + WIN)) | ((self.value << n) & low_mask);
+        self.avail -= n;
+        q as u32
     }
 }
+
+/// `ceil(2^64 / range)` for ranges 256..=511 (entries below 256 unused): the reciprocals that
+/// turn the bypass division into a multiplication.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static RECIP: [u64; 512] = {
+    let mut t = [0u64; 512];
+    let mut r = 256;
+    while r < 512 {
+        t[r] = (u64::MAX / r as u64) + 1;
+        r += 1;
+    }
+    t
+};
 
 /// Arithmetic decoder over a borrowed byte slice.
 ///
