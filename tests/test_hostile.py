@@ -205,3 +205,35 @@ def test_constant_streams_stop_at_the_end_of_their_input(fill: int) -> None:
     with pytest.raises(DecodeError):
         dec.decode_layer((10**9,), dq_flag=1, **PARAMS)
     assert time.perf_counter() - t < 10
+
+
+@pytest.mark.parametrize("big", [2**31, 2**40, 2**70, -(2**70)])
+def test_huge_integer_parameters_are_parameter_errors(big: int) -> None:
+    """Integers beyond the extension's parameter types raise ParameterError (a ValueError), not
+    Python's OverflowError."""
+    layer = dict(dq_flag=0, num_gtx_flags=11, general_profile_idc=0, parent_node_id_present_flag=0)
+    calls = [
+        lambda: nnc.Encoder().encode_layer(
+            np.zeros(4, np.int32), **{**layer, "num_gtx_flags": big}, param_opt_flag=0
+        ),
+        lambda: nnc.Encoder().encode_layer(
+            np.zeros(4, np.int32), **{**layer, "scan_order": big}, param_opt_flag=0
+        ),
+        lambda: nnc.Decoder(bytes(8)).decode_layer((4,), **{**layer, "num_gtx_flags": big}),
+        lambda: nnc.Encoder().encode_signed(big, 1),
+        lambda: nnc.Decoder(bytes(8)).decode_unsigned(big),
+        lambda: nnc.step_size(big, 2),
+        lambda: nnc.dequantize_layer(np.zeros(3, np.int32), qp=-38, qp_density=big),
+        lambda: nnc.quantize_layer(
+            np.zeros(3),
+            dq_flag=0,
+            qp=big,
+            qp_density=2,
+            lambda_scale=0.0,
+            max_num_no_rem=10,
+            general_profile_idc=0,
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(nncabac.ParameterError):
+            call()

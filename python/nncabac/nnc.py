@@ -23,7 +23,8 @@ True
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Union
 
 import numpy as np
@@ -48,6 +49,16 @@ _I32_MIN = -(2**31)
 _I32_MAX = 2**31 - 1
 
 ShapeLike = Union[int, Sequence[int]]
+
+
+@contextmanager
+def _parameters() -> Iterator[None]:
+    """Integers too large for the extension's parameter types are bad parameters, not Python's
+    OverflowError."""
+    try:
+        yield
+    except OverflowError as e:
+        raise ParameterError(f"parameter out of range: {e}") from None
 
 
 def as_levels(levels: Any) -> npt.NDArray[np.int32]:
@@ -97,11 +108,13 @@ class Encoder:
 
     def encode_signed(self, bits: int, value: int) -> None:
         """``iae_v``: ``value`` as a two's-complement field of ``bits`` (1..32) bypass bins."""
-        self._inner.encode_signed(bits, value)
+        with _parameters():
+            self._inner.encode_signed(bits, value)
 
     def encode_unsigned(self, bits: int, value: int) -> None:
         """``uae_v``: ``value`` as an unsigned field of ``bits`` (1..32) bypass bins."""
-        self._inner.encode_unsigned(bits, value)
+        with _parameters():
+            self._inner.encode_unsigned(bits, value)
 
     def encode_layer(
         self,
@@ -120,15 +133,17 @@ class Encoder:
         quantizer; like the reference, an index of the wrong parity for its state is mapped to a
         neighbouring one (see the spec, section 6.2). The GIL is released while coding.
         """
-        self._inner.encode_layer(
-            as_levels(levels),
-            dq_flag=dq_flag,
-            num_gtx_flags=num_gtx_flags,
-            param_opt_flag=param_opt_flag,
-            general_profile_idc=general_profile_idc,
-            parent_node_id_present_flag=parent_node_id_present_flag,
-            scan_order=scan_order,
-        )
+        lv = as_levels(levels)
+        with _parameters():
+            self._inner.encode_layer(
+                lv,
+                dq_flag=dq_flag,
+                num_gtx_flags=num_gtx_flags,
+                param_opt_flag=param_opt_flag,
+                general_profile_idc=general_profile_idc,
+                parent_node_id_present_flag=parent_node_id_present_flag,
+                scan_order=scan_order,
+            )
 
     @property
     def bins_coded(self) -> int:
@@ -148,11 +163,13 @@ class Decoder:
 
     def decode_signed(self, bits: int) -> int:
         """Read an ``iae_v`` field of ``bits`` bits."""
-        return self._inner.decode_signed(bits)
+        with _parameters():
+            return self._inner.decode_signed(bits)
 
     def decode_unsigned(self, bits: int) -> int:
         """Read a ``uae_v`` field of ``bits`` bits."""
-        return self._inner.decode_unsigned(bits)
+        with _parameters():
+            return self._inner.decode_unsigned(bits)
 
     def decode_layer(
         self,
@@ -166,14 +183,15 @@ class Decoder:
     ) -> npt.NDArray[np.int32]:
         """Decode one tensor of ``shape`` as an int32 array (GIL released while decoding)."""
         dims = _shape(shape)
-        flat = self._inner.decode_layer(
-            list(dims),
-            dq_flag=dq_flag,
-            num_gtx_flags=num_gtx_flags,
-            general_profile_idc=general_profile_idc,
-            parent_node_id_present_flag=parent_node_id_present_flag,
-            scan_order=scan_order,
-        )
+        with _parameters():
+            flat = self._inner.decode_layer(
+                list(dims),
+                dq_flag=dq_flag,
+                num_gtx_flags=num_gtx_flags,
+                general_profile_idc=general_profile_idc,
+                parent_node_id_present_flag=parent_node_id_present_flag,
+                scan_order=scan_order,
+            )
         return flat.reshape(dims)
 
     @property
@@ -224,26 +242,30 @@ def quantize_layer(
         if imp.shape != w.shape:
             raise ParameterError(f"importance shape {imp.shape} != weights shape {w.shape}")
         imp = imp.reshape(-1)
-    levels, qp_used = _nncabac.quantize_layer(
-        w.reshape(-1),
-        dq_flag=dq_flag,
-        qp=qp,
-        qp_density=qp_density,
-        lambda_scale=lambda_scale,
-        max_num_no_rem=max_num_no_rem,
-        general_profile_idc=general_profile_idc,
-        scan_order=scan_order,
-        importance=imp,
-    )
+    with _parameters():
+        levels, qp_used = _nncabac.quantize_layer(
+            w.reshape(-1),
+            dq_flag=dq_flag,
+            qp=qp,
+            qp_density=qp_density,
+            lambda_scale=lambda_scale,
+            max_num_no_rem=max_num_no_rem,
+            general_profile_idc=general_profile_idc,
+            scan_order=scan_order,
+            importance=imp,
+        )
     return levels.reshape(w.shape), int(qp_used)
 
 
 def dequantize_layer(levels: Any, *, qp: int, qp_density: int) -> npt.NDArray[np.float32]:
     """NNC's ``dequantLayer``: ``float32(Δ × float32(level))``, in the levels' shape."""
     lv = as_levels(levels)
-    return _nncabac.dequantize_layer(lv.reshape(-1), qp=qp, qp_density=qp_density).reshape(lv.shape)
+    with _parameters():
+        out = _nncabac.dequantize_layer(lv.reshape(-1), qp=qp, qp_density=qp_density)
+    return out.reshape(lv.shape)
 
 
 def step_size(qp: int, qp_density: int) -> float:
     """The step size Δ of ``qp`` (spec section 10.1)."""
-    return float(_nncabac.step_size(qp, qp_density))
+    with _parameters():
+        return float(_nncabac.step_size(qp, qp_density))
