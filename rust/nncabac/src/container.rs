@@ -254,6 +254,12 @@ impl TensorEntry {
                         "zero in a non-leading dimension of a coded tensor",
                     ));
                 }
+                // A corrupt qp/qp_density is the file's fault: say so before anything decodes.
+                if m.is_quantized()
+                    && crate::quant::step_size(self.qp, u32::from(self.qp_density)).is_err()
+                {
+                    return Err(Error::Corrupt("qp and qp_density give no valid step size"));
+                }
             }
         }
         Ok(())
@@ -1214,6 +1220,21 @@ mod tests {
     fn read_all(bytes: &[u8]) -> Result<Vec<Elements>> {
         let c = Container::parse(bytes)?;
         c.decode_all(None).into_iter().collect()
+    }
+
+    #[test]
+    fn invalid_step_sizes_are_corrupt_entries() {
+        for (qp, qp_density) in [(-38, 130u8), (-38, 8), (i32::MAX, 2), (i32::MIN, 2)] {
+            let mut e = entry("w", Method::Uniform, vec![2]);
+            (e.qp, e.qp_density, e.length) = (qp, qp_density, 4);
+            assert!(
+                matches!(e.validate(), Err(Error::Corrupt(_))),
+                "{qp} {qp_density}"
+            );
+        }
+        let mut e = entry("w", Method::Uniform, vec![2]);
+        e.length = 4;
+        assert!(e.validate().is_ok());
     }
 
     #[test]
