@@ -129,27 +129,37 @@ pub(crate) fn decode_level_with(
         return Ok(0);
     }
     let negative = st.decode_bin(data, model(ctx, layout.sign(nb))?) != 0;
-    let g = layout.num_gtx;
+    // The greater-than contexts of this sign (every other one) and the prefix contexts, as
+    // slices fetched once per level: the bin loops then need no index checks.
+    let g = layout.num_gtx as usize;
+    let gtx = ctx
+        .get_mut(layout.gtx(0, false)..layout.gtx(0, false) + 2 * g)
+        .ok_or_else(too_few_contexts)?;
     let mut abs: u64 = 1;
-    let mut k = 0;
-    while k < g {
-        if st.decode_bin_predictable(data, model(ctx, layout.gtx(k, negative))?) == 0 {
-            break;
+    for pair in gtx.chunks_exact_mut(2) {
+        let [pos, neg] = pair else { break };
+        let m = if negative { neg } else { pos };
+        if st.decode_bin_predictable(data, m) == 0 {
+            return finish_level(abs, negative);
         }
         abs += 1;
-        k += 1;
     }
-    if k == g {
-        let mut m = 0u32;
-        while st.decode_bin_predictable(data, model(ctx, layout.prefix(m))?) != 0 {
-            m += 1;
-            if m > 30 {
-                return Err(Error::Corrupt("remainder prefix longer than 31 bins"));
-            }
+    let prefix = ctx
+        .get_mut(layout.prefix(0)..layout.prefix(0) + 31)
+        .ok_or_else(too_few_contexts)?;
+    for (m, c) in (0u32..).zip(prefix.iter_mut()) {
+        if st.decode_bin_predictable(data, c) == 0 {
+            let suffix = st.decode_bypass_bits(data, m) as u64;
+            abs += (1u64 << m) - 1 + suffix;
+            return finish_level(abs, negative);
         }
-        let suffix = st.decode_bypass_bits(data, m) as u64;
-        abs += (1u64 << m) - 1 + suffix;
     }
+    Err(Error::Corrupt("remainder prefix longer than 31 bins"))
+}
+
+/// The signed level of magnitude `abs`; a magnitude the format cannot produce is an error.
+#[inline(always)]
+fn finish_level(abs: u64, negative: bool) -> Result<i64> {
     if abs > MAX_ABS_LEVEL || (abs == MAX_ABS_LEVEL && !negative) {
         return Err(Error::Corrupt("level magnitude exceeds int32"));
     }

@@ -14,33 +14,41 @@ pub const BYPASS_COST: u32 = 32768;
 
 /// A two-rate probability estimate: `p = 16a + b`, `p > 0` means a 1 is more likely.
 ///
-/// Besides `a` and `b` the model caches what the coding engine needs per bin (the RLPS row of
-/// `|p >> 7|` and the MPS), refreshed by every update, so that the engine's critical path is a
-/// single table lookup.
+/// The estimates are kept offset (`ia = a + 128`, `bo = b + 2048`, so `16 ia + bo = p + 4096`
+/// is never negative) and the shifts as table row numbers, so that an update is a few adds and
+/// two lookups. The model also caches what the coding engine needs per bin (the base of the
+/// RLPS row of `p >> 7` and the MPS), refreshed by every update, so that the engine's critical
+/// path is a single table lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContextModel {
-    a: i16,
-    b: i16,
-    /// `|p >> 7| << 4`: base of this estimate's row in [`RLPS_BY_COL`].
-    col: u16,
-    /// `(shift_a - 4) | (shift_b - 4) << 2`.
-    shifts: u8,
+    /// `a + 128` (5..=251).
+    ia: u8,
+    /// `2 (shift_a - 4)`: with the bin, the row of [`NEXT_IA_FLAT`].
+    ka: u8,
+    /// `2 (shift_b - 4)`: with the bin, the row of [`DELTA_B_FLAT`].
+    kb: u8,
     mps: u8,
+    /// `b + 2048` (125..=3971).
+    bo: u16,
+    /// `((p + 4096) >> 7) << 4`: base of this estimate's row in [`RLPS_BY_Q`].
+    col: u16,
 }
 
-/// `RLPS` transposed: `[16 * |p >> 7| + (range >> 5)]` for range 256..=511 (columns 8..15).
+/// `RLPS` by `q = (p + 4096) >> 7` (so `p >> 7 = q - 32`, column `|q - 32|`):
+/// `[16 q + (range >> 5)]` for range 256..=511 (entries 8..15 of each row).
 // Evaluated at compile time: an index out of range would fail the build.
 #[allow(clippy::indexing_slicing)]
-pub(crate) static RLPS_BY_COL: [u8; 512] = {
-    let mut t = [0u8; 512];
-    let mut col = 0;
-    while col < 32 {
+pub(crate) static RLPS_BY_Q: [u8; 1024] = {
+    let mut t = [0u8; 1024];
+    let mut q = 0;
+    while q < 64 {
+        let col = (q as i32 - 32).unsigned_abs() as usize & 31;
         let mut row = 0;
         while row < 8 {
-            t[col * 16 + 8 + row] = RLPS[row * 32 + col] as u8;
+            t[q * 16 + 8 + row] = RLPS[row * 32 + col] as u8;
             row += 1;
         }
-        col += 1;
+        q += 1;
     }
     t
 };
@@ -87,6 +95,32 @@ pub(crate) static DELTA_B: [[[i16; 32]; 2]; 4] = {
     t
 };
 
+/// [`NEXT_A`] offset by 128, flattened: `[(2 (shift_a - 4) + bin) * 256 + a + 128]`.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static NEXT_IA_FLAT: [u8; 2048] = {
+    let mut t = [0u8; 2048];
+    let mut i = 0;
+    while i < 2048 {
+        t[i] = (NEXT_A[i >> 9][(i >> 8) & 1][i & 255] + 128) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// [`DELTA_B`] flattened: `[(2 (shift_b - 4) + bin) * 32 + j]`.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static DELTA_B_FLAT: [i16; 256] = {
+    let mut t = [0i16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = DELTA_B[i >> 6][(i >> 5) & 1][i & 31];
+        i += 1;
+    }
+    t
+};
+
 /// The set that out-of-range set numbers saturate to.
 const LAST_INIT_SET: (u8, u8, i16, i16) = {
     let [.., last] = INIT_SETS;
@@ -107,34 +141,58 @@ impl ContextModel {
         Self::from_state(a, p - 16 * a, sh0 | (sh1 - 4) << 2)
     }
 
+    /// The model with estimates `a`, `b` and shifts `(shift_a - 4) | (shift_b - 4) << 2`.
     #[inline(always)]
     fn from_state(a: i16, b: i16, shifts: u8) -> Self {
-        let p = 16 * a as i32 + b as i32;
+        Self::from_offset(
+            (a + 128) as u8,
+            (b + 2048) as u16,
+            (shifts & 3) << 1,
+            ((shifts >> 2) & 3) << 1,
+        )
+    }
+
+    #[inline(always)]
+    fn from_offset(ia: u8, bo: u16, ka: u8, kb: u8) -> Self {
+        let pp = 16 * ia as u32 + bo as u32; // p + 4096
         ContextModel {
-            a,
-            b,
-            col: (((p >> 7).unsigned_abs() & 31) << 4) as u16,
-            shifts,
-            mps: (p >= 0) as u8,
+            ia,
+            ka,
+            kb,
+            mps: (pp >> 12) as u8 & 1,
+            bo,
+            col: ((pp >> 3) & 0x3F0) as u16,
         }
+    }
+
+    /// Fast estimate `a`.
+    #[inline(always)]
+    fn a(&self) -> i32 {
+        self.ia as i32 - 128
+    }
+
+    /// Slow estimate `b`.
+    #[inline(always)]
+    fn b(&self) -> i32 {
+        self.bo as i32 - 2048
     }
 
     /// Shift of the fast estimate `a`.
     #[inline(always)]
     pub fn shift_a(&self) -> u32 {
-        (self.shifts & 3) as u32 + 4
+        (self.ka >> 1) as u32 + 4
     }
 
     /// Shift of the slow estimate `b`.
     #[inline(always)]
     pub fn shift_b(&self) -> u32 {
-        (self.shifts >> 2) as u32 + 4
+        (self.kb >> 1) as u32 + 4
     }
 
     /// Combined estimate `16a + b`.
     #[inline(always)]
     pub fn p(&self) -> i32 {
-        16 * self.a as i32 + self.b as i32
+        16 * self.a() + self.b()
     }
 
     /// The more probable bin value.
@@ -148,15 +206,15 @@ impl ContextModel {
     pub fn rlps(&self, range: u32) -> u32 {
         // `p >> 7` floors, so the table column is asymmetric around 0 (spec §3.3 quirk).
         // The mask keeps the index inside the table, so the fallback is dead code (compiled out).
-        let i = (self.col as usize + (range >> 5) as usize) & 511;
-        RLPS_BY_COL.get(i).map_or(0, |&r| r as u32)
+        let i = (self.col as usize + (range >> 5) as usize) & 1023;
+        RLPS_BY_Q.get(i).map_or(0, |&r| r as u32)
     }
 
     /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
     #[inline(always)]
     pub fn est_bits(&self, bin: u32) -> u32 {
-        // Masked indices: the fallback is dead code.
-        let i = (512 + (self.p() >> 3)) as usize & 1023;
+        // `512 + (p >> 3) = (p + 4096) >> 3`. Masked indices: the fallback is dead code.
+        let i = ((16 * self.ia as usize + self.bo as usize) >> 3) & 1023;
         EST_BITS
             .get(i)
             .and_then(|e| e.get((bin & 1) as usize))
@@ -167,25 +225,16 @@ impl ContextModel {
     /// Moves both estimates towards the coded bin.
     #[inline(always)]
     pub fn update(&mut self, bin: u32) {
-        let bin = (bin & 1) as usize;
+        let bin = bin & 1;
         // Every index is masked to its table's size, so the fallbacks are dead code.
-        let ia = (self.a as i32 + 128) as usize & 255;
-        let a = NEXT_A
-            .get((self.shifts & 3) as usize)
-            .and_then(|t| t.get(bin))
-            .and_then(|t| t.get(ia))
-            .copied()
-            .unwrap_or(self.a);
-        let b = self.b as i32;
-        let j = (((b + bin as i32 - 1) >> 7) + 16) as usize & 31;
-        let db = DELTA_B
-            .get((self.shifts >> 2) as usize & 3)
-            .and_then(|t| t.get(bin))
-            .and_then(|t| t.get(j))
-            .copied()
-            .unwrap_or(0);
-        let b = b + db as i32;
-        *self = Self::from_state(a, b as i16, self.shifts);
+        let ia_idx = ((((self.ka as u32) | bin) << 8) | self.ia as u32) as usize & 2047;
+        let ia = NEXT_IA_FLAT.get(ia_idx).copied().unwrap_or(self.ia);
+        // `16 + ((b - 1 + bin) >> 7) = (bo - 1 + bin) >> 7`, see [`DELTA_B`].
+        let j = ((self.bo as u32 + bin).wrapping_sub(1) >> 7) & 31;
+        let db_idx = (((self.kb as u32 | bin) << 5) | j) as usize & 255;
+        let db = DELTA_B_FLAT.get(db_idx).copied().unwrap_or(0);
+        let bo = self.bo.wrapping_add(db as u16);
+        *self = Self::from_offset(ia, bo, self.ka, self.kb);
     }
 }
 
@@ -274,7 +323,7 @@ mod tests {
         let m = ContextModel::new(1);
         assert_eq!(m.p(), -1310);
         assert_eq!((m.shift_a(), m.shift_b()), (5, 4));
-        assert_eq!(m.b, -654);
+        assert_eq!(m.b(), -654);
         assert_eq!(m.mps(), 0);
         assert_eq!(ContextModel::new(0).mps(), 1);
     }
@@ -310,7 +359,7 @@ mod tests {
                     };
                     m.update(bin);
                     assert!(
-                        m.a.abs() <= 123 && m.b.abs() <= 1923,
+                        m.a().abs() <= 123 && m.b().abs() <= 1923,
                         "{set} {pattern} {m:?}"
                     );
                     assert!((25..=998).contains(&(512 + (m.p() >> 3))));
@@ -346,8 +395,8 @@ mod tests {
                         let mut u = m;
                         u.update(bin);
                         let (wa, wb) = spec_update(a as i32, b as i32, sa, sb, bin);
-                        assert_eq!((u.a as i32, u.b as i32), (wa, wb), "{m:?} {bin}");
-                        assert_eq!(u, ContextModel::from_state(u.a, u.b, shifts));
+                        assert_eq!((u.a(), u.b()), (wa, wb), "{m:?} {bin}");
+                        assert_eq!(u, ContextModel::from_state(wa as i16, wb as i16, shifts));
                     }
                 }
             }
