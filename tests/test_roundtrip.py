@@ -228,7 +228,7 @@ def test_fields_validate_their_width() -> None:
         enc.encode_unsigned(33, 1)
     with pytest.raises(ParameterError):
         enc.encode_unsigned(4, 16)
-    with pytest.raises(OverflowError):
+    with pytest.raises(ParameterError):  # a negative unsigned field: out of range
         enc.encode_unsigned(4, -1)
 
 
