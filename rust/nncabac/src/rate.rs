@@ -151,6 +151,18 @@ impl BinSink for CostSink<'_> {
     }
 }
 
+/// Adapts the exp-Golomb prefix contexts from `p0` to a remainder `rem`: its prefix is `e` ones
+/// and a zero, `e = floor(log2(rem + 1))`.
+#[inline(always)]
+pub(crate) fn adapt_remainder(ctx: &mut [RateContext], p0: usize, rem: u64) {
+    let e = (63 - (rem + 1).leading_zeros()) as usize;
+    let run = &mut ctx[p0..p0 + e + 1];
+    for c in run[..e].iter_mut() {
+        c.update(1);
+    }
+    run[e].update(0);
+}
+
 /// Adapts every regular bin's context, as coding the level would (the definition [`RateShape`]'s
 /// faster update is tested against).
 #[cfg(test)]
@@ -274,14 +286,7 @@ impl RateShape {
         if !more {
             return;
         }
-        let rem = m - g - 1;
-        let e = (63 - (rem + 1).leading_zeros()) as usize;
-        let p0 = l.prefix(0);
-        let run = &mut ctx[p0..p0 + e + 1];
-        for c in run[..e].iter_mut() {
-            c.update(1);
-        }
-        run[e].update(0);
+        adapt_remainder(ctx, l.prefix(0), m - g - 1);
     }
 
     /// Costs of `0`, `±m` and `±(m + 1)` (`m ≥ 1`, sign `negative`) at once, sharing the bins

@@ -14,7 +14,7 @@
 
 use crate::binarization::MAX_ABS_LEVEL;
 use crate::error::{Error, Result};
-use crate::rate::{RateContext, RateShape};
+use crate::rate::{adapt_remainder, RateContext, RateShape};
 
 /// Initial cost of the states a path cannot start in: half the largest float64.
 pub const HUGE: f64 = 0.5 * f64::MAX;
@@ -261,14 +261,7 @@ impl Banks {
             if m <= g {
                 last[0].update(0);
             } else {
-                let rem = m.min(MAX_ABS_LEVEL) - g - 1;
-                let e = (63 - (rem + 1).leading_zeros()) as usize;
-                let p0 = l.prefix(0);
-                let run = &mut ctx[p0..p0 + e + 1];
-                for c in run[..e].iter_mut() {
-                    c.update(1);
-                }
-                run[e].update(0);
+                adapt_remainder(ctx, l.prefix(0), m.min(MAX_ABS_LEVEL) - g - 1);
             }
         }
         let top = mag[0].max(mag[1]).max(mag[2]).max(mag[3]);
