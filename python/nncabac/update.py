@@ -90,6 +90,10 @@ def state_hash(state: Any) -> str:
     """SHA-256 (hex) over the names, dtypes, shapes and values of a model's tensors, in name
     order: what an update records about the base it was coded against."""
     arrays, dtypes, _ = _state(state)
+    return _hash(arrays, dtypes)
+
+
+def _hash(arrays: Arrays, dtypes: Mapping[str, str]) -> str:
     h = hashlib.sha256()
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
@@ -288,6 +292,7 @@ class UpdateCoder:
         absolute: list[Any] = []
         jobs: list[Any] = []
         targets: dict[str, npt.NDArray[np.float32]] = {}
+        quantized: set[str] = set()  # differences quantized at qp (sparsified, maybe scaled)
         for name, x in new.items():
             how = _resolve(name, x, self.rule)
             ref = old.get(name)
@@ -305,19 +310,15 @@ class UpdateCoder:
                     acc = acc + self.residual[name]
             targets[name] = acc
             if how.kind == "quantize":
+                quantized.add(name)
                 acc = sparsify(
                     acc, keep=self.keep, threshold=self.threshold, structured=self.structured
                 )
             jobs.append(_prepare(name, acc, how, self, fine_qp, "float32"))
         coded = code_many(jobs)
         sent = dict(zip(targets, decode_many(coded)))
-        filters = [  # what scale factors may apply to: quantized tensors of rank >= 2
-            n
-            for n in sent
-            if new[n].ndim >= 2
-            and new[n].size
-            and _resolve(n, new[n], self.rule).kind == "quantize"
-        ]
+        # what scale factors may apply to: quantized tensors of rank >= 2
+        filters = [n for n in sent if n in quantized and new[n].ndim >= 2 and new[n].size]
         approx = {n: old[n].astype(np.float32) + sent[n] for n in filters}
         given = dict(scales(approx) if callable(scales) else scales or {})
         extra = []
@@ -340,7 +341,7 @@ class UpdateCoder:
             if e["name"] in coded_scales:
                 entries.append(coded_scales[e["name"]])
         entries += coded_abs
-        base_hash = state_hash(base)
+        base_hash = _hash(old, old_dtypes)
         meta = dict(metadata or {})
         meta[BASE] = base_hash[:HASH_CHARS]
         if coded_abs:
@@ -456,4 +457,4 @@ def read_update(data: bytes, base: Any) -> EncodedUpdate:
     """Everything the receiver learns from an update: the rebuilt model (numpy; bfloat16 held
     as float32), its original dtypes and the decoded scale factors."""
     arrays, dtypes, _ = _state(base)
-    return _apply(data, arrays, dtypes, state_hash(base))
+    return _apply(data, arrays, dtypes, _hash(arrays, dtypes))
