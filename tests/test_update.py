@@ -105,6 +105,7 @@ def test_the_hash_covers_names_dtypes_shapes_and_values():
     assert h == state_hash({"w": a["w"].copy()}) and len(h) == 64
     assert h != state_hash({"v": a["w"]})
     assert h != state_hash({"w": a["w"].reshape(3, 2)})
+    assert state_hash({"s": np.float32(1)}) != state_hash({"s": np.ones(1, np.float32)})
     assert h != state_hash({"w": a["w"].astype(np.float64)})
     assert h != state_hash({"w": a["w"] + np.float32(1e-7)})
 
@@ -318,6 +319,10 @@ def test_cli_diff_and_patch(tmp_path, capsys):
     assert cli.main(["patch", str(tmp_path / "base.safetensors"), str(upd), str(out)]) == 0
     got, _, _ = safetensors_io.load(out)
     _same(dict(got), decode_update(upd.read_bytes(), base))
+    torch = pytest.importorskip("torch")
+    pt = tmp_path / "out.pt"
+    assert cli.main(["patch", str(tmp_path / "base.safetensors"), str(upd), str(pt)]) == 0
+    _same({k: v.numpy() for k, v in torch.load(pt).items()}, dict(got))
     assert cli.main(["info", str(upd)]) == 0
     assert "an update" in capsys.readouterr().out
     # the wrong base: a one-line error and exit code 2, no output file

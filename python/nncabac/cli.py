@@ -191,11 +191,7 @@ def _patch(args: argparse.Namespace) -> int:
     elif out.suffix in (".pt", ".pth", ".bin"):
         import torch
 
-        state = {}
-        for k, v in result.state.items():
-            t = torch.from_numpy(v.copy())
-            state[k] = t.to(torch.bfloat16) if result.dtypes[k] == "bfloat16" else t
-        torch.save(state, out)
+        torch.save(result.torch_state(), out)
     else:
         raise ValueError(f"{out}: choose a .safetensors or .pt output")
     print(f"{args.base} + {update} -> {out}: {len(result.state)} tensors")

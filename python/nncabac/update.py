@@ -96,7 +96,7 @@ def state_hash(state: Any) -> str:
 def _hash(arrays: Arrays, dtypes: Mapping[str, str]) -> str:
     h = hashlib.sha256()
     for name in sorted(arrays):
-        arr = np.ascontiguousarray(arrays[name])
+        arr = np.asarray(arrays[name], order="C")  # (not ascontiguousarray: it makes 0-d 1-d)
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         head = json.dumps([name, dtypes[name], list(arr.shape)]).encode()
         h.update(len(head).to_bytes(8, "little") + head)
@@ -236,6 +236,16 @@ class EncodedUpdate:
     @property
     def num_bytes(self) -> int:
         return len(self.data)
+
+    def torch_state(self) -> dict[str, Any]:
+        """``state`` as torch tensors of the original dtypes (bfloat16 included)."""
+        import torch
+
+        out: dict[str, Any] = {}
+        for name, x in self.state.items():
+            t = torch.from_numpy(np.asarray(x, order="C"))  # keeps 0-d arrays 0-d
+            out[name] = t.to(torch.bfloat16) if self.dtypes.get(name) == "bfloat16" else t
+        return out
 
 
 @dataclass
@@ -444,13 +454,7 @@ def decode_update(
     result = read_update(data, base)
     if framework == "np":
         return dict(result.state)
-    import torch
-
-    out: dict[str, Any] = {}
-    for name, x in result.state.items():
-        t = torch.from_numpy(np.ascontiguousarray(x))
-        out[name] = t.to(torch.bfloat16) if result.dtypes.get(name) == "bfloat16" else t
-    return out
+    return result.torch_state()
 
 
 def read_update(data: bytes, base: Any) -> EncodedUpdate:
