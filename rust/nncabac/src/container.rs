@@ -676,13 +676,8 @@ impl ContainerWriter {
     /// Serializes the whole container, storing the table plain or deflated, whichever is
     /// smaller.
     pub fn finish(self) -> Result<Vec<u8>> {
-        if self.measure_only {
-            return Err(Error::InvalidParameter(
-                "a measuring writer keeps no payloads".into(),
-            ));
-        }
         let header = self.best_header()?;
-        Ok(self.assemble(&header))
+        self.assemble(&header)
     }
 
     /// The length in bytes of the file [`finish`](Self::finish) would write.
@@ -693,19 +688,19 @@ impl ContainerWriter {
 
     /// Serializes the whole container with the table stored as `encoding`.
     pub fn finish_with(self, encoding: TableEncoding) -> Result<Vec<u8>> {
+        let table = self.table();
+        let header = self
+            .stored(&table, encoding)
+            .ok_or_else(|| Error::InvalidParameter("container header too large".into()))?;
+        self.assemble(&header)
+    }
+
+    fn assemble(&self, header: &[u8]) -> Result<Vec<u8>> {
         if self.measure_only {
             return Err(Error::InvalidParameter(
                 "a measuring writer keeps no payloads".into(),
             ));
         }
-        let table = self.table();
-        let header = self
-            .stored(&table, encoding)
-            .ok_or_else(|| Error::InvalidParameter("container header too large".into()))?;
-        Ok(self.assemble(&header))
-    }
-
-    fn assemble(&self, header: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(PREAMBLE + header.len() + 4 + self.payload.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&MAJOR.to_le_bytes());
@@ -715,7 +710,7 @@ impl ContainerWriter {
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&self.payload);
-        out
+        Ok(out)
     }
 }
 
