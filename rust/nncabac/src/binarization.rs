@@ -5,7 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::contexts::{neighbour_class, ContextLayout, ContextModel};
-use crate::engine::{ArithDecoder, DecState};
+use crate::engine::{ArithDecoder, BinModel, DecState};
 use crate::error::{Error, Result};
 
 /// Receives the bins of a level: a coder writes them, an estimator prices them.
@@ -100,7 +100,7 @@ pub fn decode_level<B: AsRef<[u8]>>(
 /// reachable through [`decode_level`] with a slice shorter than `layout.len()`. (The error takes
 /// no arguments: passing `i` and the length kept them alive in the bin loop, ~1-2 % slower.)
 #[inline(always)]
-pub(crate) fn model(ctx: &mut [ContextModel], i: usize) -> Result<&mut ContextModel> {
+pub(crate) fn model<M>(ctx: &mut [M], i: usize) -> Result<&mut M> {
     match ctx.get_mut(i) {
         Some(m) => Ok(m),
         None => Err(too_few_contexts()),
@@ -115,20 +115,33 @@ fn too_few_contexts() -> Error {
 
 /// [`decode_level`] on the decoder's registers (kept in locals by the caller's loop).
 #[inline(always)]
-pub(crate) fn decode_level_with(
+pub(crate) fn decode_level_with<M: BinModel>(
     data: &[u8],
     st: &mut DecState,
-    ctx: &mut [ContextModel],
+    ctx: &mut [M],
     layout: ContextLayout,
     state: u32,
     prev: i64,
 ) -> Result<i64> {
     let nb = neighbour_class(prev);
-    let sig = st.decode_bin(data, model(ctx, layout.sig(state, nb))?);
+    let sig = model(ctx, layout.sig(state, nb))?.decode(st, data);
     if sig == 0 {
         return Ok(0);
     }
-    let negative = st.decode_bin(data, model(ctx, layout.sign(nb))?) != 0;
+    decode_nonzero(data, st, ctx, layout, nb)
+}
+
+/// The rest of a level whose significance flag was 1: sign, greater-than flags and remainder.
+/// `nb` is the neighbour class of the previous level.
+#[inline(always)]
+pub(crate) fn decode_nonzero<M: BinModel>(
+    data: &[u8],
+    st: &mut DecState,
+    ctx: &mut [M],
+    layout: ContextLayout,
+    nb: u32,
+) -> Result<i64> {
+    let negative = model(ctx, layout.sign(nb))?.decode(st, data) != 0;
     // The greater-than contexts of this sign (every other one) and the prefix contexts, as
     // slices fetched once per level: the bin loops then need no index checks.
     let g = layout.num_gtx as usize;
@@ -139,7 +152,7 @@ pub(crate) fn decode_level_with(
     for pair in gtx.chunks_exact_mut(2) {
         let [pos, neg] = pair else { break };
         let m = if negative { neg } else { pos };
-        if st.decode_bin_predictable(data, m) == 0 {
+        if m.decode_predictable(st, data) == 0 {
             return finish_level(abs, negative);
         }
         abs += 1;
@@ -148,7 +161,7 @@ pub(crate) fn decode_level_with(
         .get_mut(layout.prefix(0)..layout.prefix(0) + 31)
         .ok_or_else(too_few_contexts)?;
     for (m, c) in (0u32..).zip(prefix.iter_mut()) {
-        if st.decode_bin_predictable(data, c) == 0 {
+        if c.decode_predictable(st, data) == 0 {
             let suffix = st.decode_bypass_bits(data, m) as u64;
             abs += (1u64 << m) - 1 + suffix;
             return finish_level(abs, negative);

@@ -238,6 +238,122 @@ impl ContextModel {
     }
 }
 
+/// A context model laid out for the decoder's bin loop.
+///
+/// The decoder's speed is bounded by the chain from one bin to the next bin on the same context
+/// (a run of zeros codes its significance flags on one context). [`ContextModel`] puts a table
+/// update and two dependent lookups on that chain. This layout takes them off it:
+/// `row` holds the eight LPS sub-ranges of the current estimate, so a bin's sub-range is a shift
+/// of a register, and [`DecModel::successors`] computes both possible next models while the bin
+/// is still being decided, so after the bin only a select remains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DecModel {
+    /// `RLPS[k][col]` in byte `k`, for range class `k = (range >> 5) & 7`.
+    row: u64,
+    /// `bo` (bits 0..12), `ia` (12..20), `ka / 2` (20..22), `kb / 2` (22..24), `mps` (24).
+    meta: u64,
+}
+
+/// Bit positions in [`DecModel::meta`].
+const M_IA: u32 = 12;
+const M_KA: u32 = 20;
+const M_KB: u32 = 22;
+const M_MPS: u32 = 24;
+
+/// Rows of `RLPS` by `q = (p + 4096) >> 7`, one byte per range class (see [`DecModel`]).
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static RLPS_ROWS: [u64; 64] = {
+    let mut t = [0u64; 64];
+    let mut q = 0;
+    while q < 64 {
+        let mut k = 0;
+        while k < 8 {
+            t[q] |= (RLPS_BY_Q[q * 16 + 8 + k] as u64) << (8 * k);
+            k += 1;
+        }
+        q += 1;
+    }
+    t
+};
+
+/// Both next `a + 128` per `[shift_a - 4][a + 128]`: bin 0 in the low byte, bin 1 above.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static NEXT_IA_PAIR: [u16; 1024] = {
+    let mut t = [0u16; 1024];
+    let mut i = 0;
+    while i < 1024 {
+        let (s, ia) = (i >> 8, i & 255);
+        let lo = (NEXT_A[s][0][ia] + 128) as u16;
+        let hi = (NEXT_A[s][1][ia] + 128) as u16;
+        t[i] = lo | hi << 8;
+        i += 1;
+    }
+    t
+};
+
+impl DecModel {
+    #[inline(always)]
+    fn from_parts(ia: u64, bo: u64, shifts: u64) -> Self {
+        let pp = 16 * ia + bo; // p + 4096
+        let row = RLPS_ROWS.get((pp >> 7) as usize & 63).copied().unwrap_or(0);
+        DecModel {
+            row,
+            meta: bo | ia << M_IA | shifts | ((pp >> 12) & 1) << M_MPS,
+        }
+    }
+
+    /// LPS sub-range for the coder's current range (256..=510).
+    #[inline(always)]
+    pub(crate) fn rlps(&self, range: u32) -> u32 {
+        (self.row >> ((range >> 2) & 0x38)) as u8 as u32
+    }
+
+    /// The more probable bin value.
+    #[inline(always)]
+    pub(crate) fn mps(&self) -> u32 {
+        (self.meta >> M_MPS) as u32 & 1
+    }
+
+    /// The model after `bin` (spec §3.4, as [`ContextModel::update`]). Independent of the
+    /// coder's registers, so a loop can compute the likely successor while the bin is decoded.
+    #[inline(always)]
+    pub(crate) fn next(&self, bin: u32) -> Self {
+        let bin = (bin & 1) as u64;
+        let m = self.meta;
+        let bo = m & 0xFFF;
+        // `[ka / 2][ia]` is the meta's bits 12..22; masked, so the fallback is dead code.
+        let pair = NEXT_IA_PAIR
+            .get((m >> M_IA) as usize & 1023)
+            .copied()
+            .unwrap_or(0) as u64;
+        let ia = (pair >> (8 * bin)) & 255;
+        // `16 + ((b - 1 + bin) >> 7) = (bo - 1 + bin) >> 7`, see [`DELTA_B`].
+        let j = ((bo + bin).wrapping_sub(1) >> 7) & 31;
+        let kb = (m >> M_KB) & 3;
+        let d = DELTA_B_FLAT
+            .get(((kb << 6) | (bin << 5) | j) as usize & 255)
+            .copied()
+            .unwrap_or(0);
+        let bo = bo.wrapping_add(d as u64) & 0xFFF;
+        Self::from_parts(ia, bo, m & (0xF << M_KA))
+    }
+
+    /// The model after `bin`.
+    #[inline(always)]
+    pub(crate) fn update(&mut self, bin: u32) {
+        *self = self.next(bin);
+    }
+}
+
+impl From<ContextModel> for DecModel {
+    fn from(m: ContextModel) -> Self {
+        let shifts = ((m.ka >> 1) as u64) << M_KA | ((m.kb >> 1) as u64) << M_KB;
+        DecModel::from_parts(m.ia as u64, m.bo as u64, shifts)
+    }
+}
+
 /// Largest number of greater-than flags accepted. The format allows more, but every context
 /// costs memory per coder and nothing is gained past a few dozen flags.
 pub const MAX_GTX_FLAGS: u32 = 4096;
@@ -397,6 +513,30 @@ mod tests {
                         let (wa, wb) = spec_update(a as i32, b as i32, sa, sb, bin);
                         assert_eq!((u.a(), u.b()), (wa, wb), "{m:?} {bin}");
                         assert_eq!(u, ContextModel::from_state(wa as i16, wb as i16, shifts));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decoder_layout_follows_the_model_everywhere() {
+        for shifts in 0..16u8 {
+            for a in (-123i16..=123).step_by(3) {
+                for b in (-1923i16..=1923).step_by(29) {
+                    let m = ContextModel::from_state(a, b, shifts);
+                    let d = DecModel::from(m);
+                    assert_eq!(d.mps(), m.mps());
+                    for range in [256u32, 287, 288, 300, 383, 384, 450, 479, 480, 510] {
+                        assert_eq!(d.rlps(range), m.rlps(range), "{m:?} range {range}");
+                    }
+                    for bin in 0..2 {
+                        let mut u = m;
+                        u.update(bin);
+                        assert_eq!(d.next(bin), DecModel::from(u), "{m:?} bin {bin}");
+                        let mut v = d;
+                        v.update(bin);
+                        assert_eq!(v, d.next(bin));
                     }
                 }
             }

@@ -4,7 +4,7 @@
 //! read with `get`, and bytes past the end read as zero.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::contexts::ContextModel;
+use crate::contexts::{ContextModel, DecModel};
 use crate::error::{Error, Result};
 
 /// `bits_left` below which bytes are moved out of `low`. The spec moves one byte out as soon as
@@ -239,48 +239,81 @@ const WIN: u32 = 40;
 pub(crate) struct DecState {
     /// Bytes loaded into `value` (may exceed the length: those bytes read as zero).
     pos: usize,
-    /// The spec's `value << WIN`, plus `avail` valid look-ahead bits just below it.
+    /// The spec's `value << WIN`, then `avail` valid look-ahead bits, then a 1 (the sentinel)
+    /// and zeros. The sentinel stands in for a bit counter: fewer than 8 look-ahead bits are
+    /// left exactly when the low 32 bits are zero, and the hot loops keep one register less.
     value: u64,
     range: u32,
-    avail: u32,
 }
 
-/// Loads whole bytes below the `avail` valid look-ahead bits; returns `(pos, value, avail)`.
+/// The sentinel's bit position is `SENTINEL_TOP - avail`.
+const SENTINEL_TOP: u32 = WIN - 1;
+
+/// Bytes `pos..pos + 8` of `data` as a big-endian word, zeros past the end.
+#[inline(always)]
+fn load_be(data: &[u8], pos: usize) -> u64 {
+    // `pos` stays within a chunk's worth of bins of `data.len()`, so the addition cannot wrap
+    // (and if it did, the empty range would take the slow path).
+    match data.get(pos..pos.wrapping_add(8)).map(<[u8; 8]>::try_from) {
+        Some(Ok(c)) => u64::from_be_bytes(c),
+        _ => load_be_tail(data, pos),
+    }
+}
+
+/// [`load_be`] near the end of the data: the bytes that exist, then zeros.
 #[cold]
 #[inline(never)]
-fn refill(data: &[u8], pos: usize, value: u64, avail: u32) -> (usize, u64, u32) {
-    let k = ((WIN - avail) / 8) as usize;
-    // `pos` stays within a few bytes of `data.len()`, so the addition cannot wrap (and if it
-    // did, the empty range would take the slow path).
-    let chunk = match data.get(pos..pos.wrapping_add(8)).map(<[u8; 8]>::try_from) {
-        Some(Ok(c)) => u64::from_be_bytes(c),
-        _ => {
-            // Near the end: the bytes that exist, then zeros.
-            let mut c = [0u8; 8];
-            for (i, x) in c.iter_mut().enumerate() {
-                *x = data.get(pos.wrapping_add(i)).copied().unwrap_or(0);
-            }
-            u64::from_be_bytes(c)
-        }
-    };
-    let bits = 8 * k as u32;
+fn load_be_tail(data: &[u8], pos: usize) -> u64 {
+    let mut c = [0u8; 8];
+    for (i, x) in c.iter_mut().enumerate() {
+        *x = data.get(pos.wrapping_add(i)).copied().unwrap_or(0);
+    }
+    u64::from_be_bytes(c)
+}
+
+/// Loads whole bytes below the valid look-ahead bits (to between 32 and 39 of them) and moves
+/// the sentinel below them; returns `(pos, value)`.
+#[inline(always)]
+fn refill(data: &[u8], pos: usize, value: u64) -> (usize, u64) {
+    let avail = SENTINEL_TOP - value.trailing_zeros().min(SENTINEL_TOP);
+    let bits = (SENTINEL_TOP - avail) & !7;
+    let chunk = load_be(data, pos);
+    // The sentinel sits at `SENTINEL_TOP - avail`; the new bits start just above where it goes.
+    let value = value & value.wrapping_sub(1); // clears the sentinel (its lowest set bit)
     let value = value | (chunk >> (64 - bits)) << (WIN - avail - bits);
-    (pos + k, value, avail + bits)
+    let value = value | 1u64 << (SENTINEL_TOP - avail - bits);
+    (pos + (bits / 8) as usize, value)
 }
 
 impl DecState {
+    /// The state after the first two bytes, `first`, have been read (spec §2.7).
+    fn start(data: &[u8], first: u64) -> Self {
+        let (pos, value) = refill(data, 2, first << WIN | 1 << SENTINEL_TOP);
+        DecState {
+            pos,
+            value,
+            range: 510,
+        }
+    }
+
+    /// Valid look-ahead bits below the spec value.
+    #[inline(always)]
+    fn avail(&self) -> u32 {
+        SENTINEL_TOP - self.value.trailing_zeros().min(SENTINEL_TOP)
+    }
+
     /// Makes at least 8 look-ahead bits available (a regular bin shifts by at most 7).
     #[inline(always)]
     fn ensure(&mut self, data: &[u8]) {
-        if self.avail < 8 {
-            (self.pos, self.value, self.avail) = refill(data, self.pos, self.value, self.avail);
+        if self.value as u32 == 0 {
+            (self.pos, self.value) = refill(data, self.pos, self.value);
         }
     }
 
     /// The spec decoder's `pos`: bytes it would have read so far.
     #[inline(always)]
     pub(crate) fn spec_pos(&self) -> usize {
-        self.pos - self.avail.div_ceil(8) as usize
+        self.pos - self.avail().div_ceil(8) as usize
     }
 
     /// Whether the spec decoder would have read past the end of `data` by now.
@@ -303,7 +336,6 @@ impl DecState {
         let n = range.leading_zeros() - 23;
         self.range = range << n;
         self.value <<= n;
-        self.avail -= n;
         model.update(bin);
         bin
     }
@@ -323,13 +355,11 @@ impl DecState {
             let n = (r_mps < 256) as u32;
             self.range = r_mps << n;
             self.value <<= n;
-            self.avail -= n;
         } else {
             bin = model.mps() ^ 1;
             let n = r_lps.leading_zeros() - 23;
             self.range = r_lps << n;
             self.value = (self.value - scaled) << n;
-            self.avail -= n;
         }
         model.update(bin);
         bin
@@ -346,9 +376,9 @@ impl DecState {
     #[inline(always)]
     pub(crate) fn decode_bypass_bits(&mut self, data: &[u8], n: u32) -> u32 {
         let n = n.min(32);
-        if self.avail < n {
-            // A refill leaves at least 33 bits (it tops up to within 7 of `WIN` = 40).
-            (self.pos, self.value, self.avail) = refill(data, self.pos, self.value, self.avail);
+        if self.avail() < n {
+            // A refill leaves at least 32 bits.
+            (self.pos, self.value) = refill(data, self.pos, self.value);
         }
         let r = self.range;
         // The value is below `range << 47` < 2^56, so `t` < range * 2^n <= 2^41.
@@ -359,8 +389,78 @@ impl DecState {
         // The bits below the `t` window, moved up by `n` (bits shifted out are those of `t`).
         let low_mask = (1u64 << (7 + WIN)) - 1;
         self.value = (rem << (7 + WIN)) | ((self.value << n) & low_mask);
-        self.avail -= n;
         q as u32
+    }
+}
+
+/// A context model the bin decoders can use: the level decoder is generic over the layout, so
+/// the public single-level API keeps [`ContextModel`] while layers use [`DecModel`].
+pub(crate) trait BinModel {
+    /// Decodes one bin whose value is hard to predict, without branching on it.
+    fn decode(&mut self, st: &mut DecState, data: &[u8]) -> u32;
+    /// Decodes one bin whose value is usually the same (see
+    /// [`DecState::decode_bin_predictable`]).
+    fn decode_predictable(&mut self, st: &mut DecState, data: &[u8]) -> u32;
+}
+
+impl BinModel for ContextModel {
+    #[inline(always)]
+    fn decode(&mut self, st: &mut DecState, data: &[u8]) -> u32 {
+        st.decode_bin(data, self)
+    }
+    #[inline(always)]
+    fn decode_predictable(&mut self, st: &mut DecState, data: &[u8]) -> u32 {
+        st.decode_bin_predictable(data, self)
+    }
+}
+
+impl BinModel for DecModel {
+    #[inline(always)]
+    fn decode(&mut self, st: &mut DecState, data: &[u8]) -> u32 {
+        let bin = st.decide(data, self);
+        self.update(bin);
+        bin
+    }
+
+    #[inline(always)]
+    fn decode_predictable(&mut self, st: &mut DecState, data: &[u8]) -> u32 {
+        st.ensure(data);
+        let r_lps = self.rlps(st.range);
+        let r_mps = st.range - r_lps;
+        let scaled = (r_mps as u64) << (7 + WIN);
+        let bin;
+        if st.value < scaled {
+            bin = self.mps();
+            let n = (r_mps < 256) as u32;
+            st.range = r_mps << n;
+            st.value <<= n;
+        } else {
+            bin = self.mps() ^ 1;
+            let n = r_lps.leading_zeros() - 23;
+            st.range = r_lps << n;
+            st.value = (st.value - scaled) << n;
+        }
+        self.update(bin);
+        bin
+    }
+}
+
+impl DecState {
+    /// Decodes one bin on `model` without adapting it (the caller does, see
+    /// [`DecModel::next`]), branch-free.
+    #[inline(always)]
+    pub(crate) fn decide(&mut self, data: &[u8], model: &DecModel) -> u32 {
+        self.ensure(data);
+        let r_lps = model.rlps(self.range);
+        let r_mps = self.range - r_lps;
+        let scaled = (r_mps as u64) << (7 + WIN);
+        let lps = self.value >= scaled;
+        self.value -= if lps { scaled } else { 0 };
+        let range = if lps { r_lps } else { r_mps };
+        let n = range.leading_zeros() - 23;
+        self.range = range << n;
+        self.value <<= n;
+        model.mps() ^ lps as u32
     }
 }
 
@@ -397,16 +497,8 @@ impl<B: AsRef<[u8]>> ArithDecoder<B> {
             [b0, b1, ..] => ((*b0 as u64) << 8) | *b1 as u64,
             _ => return Err(Error::Truncated),
         };
-        let (pos, value, avail) = refill(data.as_ref(), 2, value << WIN, 0);
-        Ok(ArithDecoder {
-            data,
-            st: DecState {
-                pos,
-                value,
-                range: 510,
-                avail,
-            },
-        })
+        let st = DecState::start(data.as_ref(), value);
+        Ok(ArithDecoder { data, st })
     }
 
     /// The data and the registers, for loops that keep the registers in locals.
@@ -466,7 +558,6 @@ impl<B: AsRef<[u8]>> ArithDecoder<B> {
             if st.range < 256 {
                 st.range <<= 1;
                 st.value <<= 1;
-                st.avail -= 1;
             }
             false
         }

@@ -6,8 +6,8 @@
 //! (or, for tables indexed by masked values, cannot happen and costs nothing).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::binarization::{binarize, decode_level_with, model, BinSink};
-use crate::contexts::{ContextLayout, ContextModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
+use crate::binarization::{binarize, decode_level_with, decode_nonzero, model, BinSink};
+use crate::contexts::{ContextLayout, ContextModel, DecModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
 use crate::contexts::{DELTA_B, NEXT_A};
 use crate::engine::{ArithDecoder, ArithEncoder, DecState, EncOut, EncState};
 use crate::error::{Error, Result};
@@ -212,6 +212,8 @@ impl BinSink for Recorder<'_> {
 #[derive(Default, Debug, Clone)]
 pub(crate) struct Scratch {
     ctx: Vec<ContextModel>,
+    /// The decoder's copy of `ctx` in the layout of its bin loop.
+    dec: Vec<DecModel>,
     bins: Vec<BitBuf>,
 }
 
@@ -627,43 +629,127 @@ pub(crate) fn decode_layer<B: AsRef<[u8]>>(
     // (that cap can still be 4096 times the input) is an error rather than an abort.
     out.try_reserve(n.min(max_levels_for(remaining)))
         .map_err(|_| Error::Overflow(format!("cannot allocate room for {n} levels")))?;
+    let mut models = core::mem::take(&mut scratch.dec);
+    models.clear();
+    models.extend(ctx.iter().map(|&m| DecModel::from(m)));
     let (data, st) = dec.parts();
     let mut regs = *st;
+    let ctx = &mut models[..];
     let res = if params.dq_flag {
         decode_levels::<true>(data, &mut regs, ctx, layout, n, out)
     } else {
         decode_levels::<false>(data, &mut regs, ctx, layout, n, out)
     };
     *st = regs;
+    scratch.dec = models;
     res
 }
+
+/// Levels decoded between checks for a truncated stream, and the step by which the output
+/// grows. The output is zero-filled ahead of the decoder, so a zero level costs no store.
+/// Checking once per chunk is enough: past the end of the data a level still takes a bounded
+/// number of bins, and any error met there is reported as the truncation it follows.
+const CHUNK: usize = 1 << 14;
 
 /// The level loop of [`decode_layer`], with the decoder's registers in locals.
 #[inline(always)]
 fn decode_levels<const DQ: bool>(
     data: &[u8],
     st: &mut DecState,
-    ctx: &mut [ContextModel],
+    ctx: &mut [DecModel],
     layout: ContextLayout,
     n: usize,
     out: &mut Vec<i32>,
 ) -> Result<()> {
-    let (mut state, mut prev) = (0u32, 0i64);
-    for _ in 0..n {
-        let level = decode_level_with(data, st, ctx, layout, state, prev)?;
+    let mut walk = (0u32, 0i64);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(CHUNK);
+        let start = out.len();
+        out.try_reserve(k)
+            .map_err(|_| Error::Overflow(format!("cannot allocate room for {n} levels")))?;
+        out.resize(start + k, 0);
+        let buf = out.get_mut(start..).unwrap_or_default();
+        let res = decode_chunk::<DQ>(data, st, ctx, layout, buf, &mut walk);
         if st.overrun(data) {
             return Err(Error::Truncated);
         }
-        let r = if DQ {
-            let r = reconstruction_index(level, state);
-            state = next_state(state, level);
-            i32::try_from(r).map_err(|_| Error::Corrupt("reconstruction index exceeds int32"))?
-        } else {
-            level as i32
-        };
-        out.push(r);
-        prev = level;
+        res?;
+        left -= k;
     }
+    Ok(())
+}
+
+/// Decodes `buf.len()` levels into the zero-filled `buf`; `walk` is the trellis state and the
+/// previous level, carried from chunk to chunk.
+#[inline(always)]
+fn decode_chunk<const DQ: bool>(
+    data: &[u8],
+    st: &mut DecState,
+    ctx: &mut [DecModel],
+    layout: ContextLayout,
+    buf: &mut [i32],
+    walk: &mut (u32, i64),
+) -> Result<()> {
+    let (mut state, mut prev) = *walk;
+    let len = buf.len();
+    let mut i = 0;
+    while i < len {
+        let level = if prev == 0 {
+            // A run of zeros codes its significance flags on the contexts of a zero neighbour
+            // (one context without the trellis), so the model stays in registers between bins.
+            let mut c = layout.sig(state, 0);
+            let mut m = *model(ctx, c)?;
+            loop {
+                // The model after a 0 is computed while the bin is decided: in the run, the
+                // next bin needs it at once. A 1 ends the run; its update is off that path.
+                let after_zero = m.next(0);
+                if st.decide(data, &m) != 0 {
+                    m.update(1);
+                    break;
+                }
+                m = after_zero;
+                i += 1;
+                if DQ {
+                    let next = next_state(state, 0);
+                    if next != state {
+                        *model(ctx, c)? = m;
+                        state = next;
+                        c = layout.sig(state, 0);
+                        m = *model(ctx, c)?;
+                    }
+                }
+                if i == len {
+                    *model(ctx, c)? = m;
+                    *walk = (state, 0);
+                    return Ok(());
+                }
+            }
+            *model(ctx, c)? = m;
+            decode_nonzero(data, st, ctx, layout, 0)?
+        } else {
+            decode_level_with(data, st, ctx, layout, state, prev)?
+        };
+        if level != 0 {
+            let r = if DQ {
+                let r = reconstruction_index(level, state);
+                i32::try_from(r)
+                    .map_err(|_| Error::Corrupt("reconstruction index exceeds int32"))?
+            } else {
+                // `decode_nonzero` only returns levels within int32.
+                level as i32
+            };
+            if let Some(x) = buf.get_mut(i) {
+                *x = r;
+            }
+        }
+        if DQ {
+            state = next_state(state, level);
+        }
+        prev = level;
+        i += 1;
+    }
+    *walk = (state, prev);
     Ok(())
 }
 
