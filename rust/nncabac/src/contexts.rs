@@ -240,25 +240,144 @@ impl ContextModel {
 
 /// A context model laid out for the decoder's bin loop.
 ///
-/// The decoder's speed is bounded by the chain from one bin to the next bin on the same context
-/// (a run of zeros codes its significance flags on one context). [`ContextModel`] puts a table
-/// update and two dependent lookups on that chain. This layout takes them off it:
-/// `row` holds the eight LPS sub-ranges of the current estimate, so a bin's sub-range is a shift
-/// of a register, and [`DecModel::successors`] computes both possible next models while the bin
-/// is still being decided, so after the bin only a select remains.
+/// Decoding large levels is bound by the instructions per bin, and runs of zeros by the chain
+/// from one bin to the next on the same context. So every part of the state is kept as the
+/// index of the table that moves it on: `a` and `b` with their adaptation shifts index their
+/// own transition tables ([`NEXT_A_STATE`], [`NEXT_B_STATE`]), and the estimate's RLPS column
+/// indexes [`MPS_RANGE`], which gives the renormalised range after an MPS in one lookup. `row`
+/// holds the eight LPS sub-ranges of the estimate, so the branch-free decoder takes its
+/// sub-range from a register. And a model that an MPS leaves unchanged says so (`fixed`):
+/// a context that has seen a long run of one value sits at that fixed point (spec §3.4: the
+/// step `CURVE[31] >> shift` is 0), as the greater-than flags of large levels do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DecModel {
     /// `RLPS[k][col]` in byte `k`, for range class `k = (range >> 5) & 7`.
     row: u64,
-    /// `bo` (bits 0..12), `ia` (12..20), `ka / 2` (20..22), `kb / 2` (22..24), `mps` (24).
-    meta: u64,
+    /// `(shift_a - 4) << 8 | (a + 128)`, and the [`FIXED_0`] / [`FIXED_1`] flags of `a`.
+    a_state: u16,
+    /// `(shift_b - 4) << 12 | (b + 2048)`, and the [`FIXED_0`] / [`FIXED_1`] flags of `b`.
+    b_state: u16,
+    /// `q << 8`, `q = (p + 4096) >> 7`: this estimate's block of [`MPS_RANGE`].
+    q_off: u16,
+    mps: u8,
+    /// 1 when an MPS leaves the model unchanged.
+    fixed: u8,
 }
 
-/// Bit positions in [`DecModel::meta`].
-const M_IA: u32 = 12;
-const M_KA: u32 = 20;
-const M_KB: u32 = 22;
-const M_MPS: u32 = 24;
+/// Flag of a transition-table entry: a 0 leaves this estimate unchanged.
+const FIXED_0: u16 = 1 << 14;
+/// Flag of a transition-table entry: a 1 leaves this estimate unchanged.
+const FIXED_1: u16 = 1 << 15;
+
+/// Next `a + 128` for one `(shift_a - 4, bin, a + 128)`.
+// Every index is masked to its dimension (4, 2, 256), so none can be out of range; a `const fn`
+// (it builds the tables) cannot use `get`.
+#[allow(clippy::indexing_slicing)]
+const fn next_ia(s: usize, bin: usize, ia: usize) -> usize {
+    (NEXT_A[s & 3][bin & 1][ia & 255] + 128) as usize
+}
+
+/// Next `a_state` per `[bin << 10 | a_state]` (spec §3.4), with the flags of the next state.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static NEXT_A_STATE: [u16; 2048] = {
+    let mut t = [0u16; 2048];
+    let mut i = 0;
+    while i < 2048 {
+        let (bin, s, ia) = (i >> 10, (i >> 8) & 3, i & 255);
+        let n = next_ia(s, bin, ia);
+        let mut e = ((s << 8) | n) as u16;
+        if next_ia(s, 0, n) == n {
+            e |= FIXED_0;
+        }
+        if next_ia(s, 1, n) == n {
+            e |= FIXED_1;
+        }
+        t[i] = e;
+        i += 1;
+    }
+    t
+};
+
+/// Next `b + 2048` for one `(shift_b - 4, bin, b + 2048)`, wrapped to 12 bits.
+// Every index is masked to its dimension (4, 2, 32), so none can be out of range; a `const fn`
+// (it builds the tables) cannot use `get`.
+#[allow(clippy::indexing_slicing)]
+const fn next_bo(s: usize, bin: usize, bo: usize) -> usize {
+    // `16 + ((b - 1 + bin) >> 7) = (bo - 1 + bin) >> 7`, see [`DELTA_B`].
+    let j = ((bo + bin) as i32 - 1) >> 7;
+    let d = if j < 0 {
+        0
+    } else {
+        DELTA_B[s & 3][bin & 1][j as usize & 31] as i32
+    };
+    ((bo as i32 + d) & 0xFFF) as usize
+}
+
+/// Next `b_state` per `[bin << 14 | b_state]` (spec §3.4), with the flags of the next state.
+/// Entries for `b` outside the range an estimate can reach (|b| <= 1923) are computed the same
+/// way and never used.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static NEXT_B_STATE: [u16; 32768] = {
+    let mut t = [0u16; 32768];
+    let mut i = 0;
+    while i < 32768 {
+        let (bin, s, bo) = (i >> 14, (i >> 12) & 3, i & 4095);
+        let n = next_bo(s, bin, bo);
+        let mut e = ((s << 12) | n) as u16;
+        if next_bo(s, 0, n) == n {
+            e |= FIXED_0;
+        }
+        if next_bo(s, 1, n) == n {
+            e |= FIXED_1;
+        }
+        t[i] = e;
+        i += 1;
+    }
+    t
+};
+
+/// Entries of [`MPS_RANGE`] and [`MPS_SHIFT`]: 64 blocks of 256 ranges, after 256 unused
+/// entries, so that `q << 8 | (range - 256)` is `(q << 8) + range - 256` and a block can be
+/// sliced at `q << 8` and indexed by the range itself (see [`DecModel::mps_step`]).
+const MPS_LEN: usize = 256 + 64 * 256;
+
+/// The MPS sub-range for `[(q << 8) + range]`, renormalised.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static MPS_RANGE: [u16; MPS_LEN] = {
+    let mut t = [0u16; MPS_LEN];
+    let mut i = 256;
+    while i < MPS_LEN {
+        let r_mps = mps_sub_range(i);
+        t[i] = if r_mps < 256 { r_mps << 1 } else { r_mps } as u16;
+        i += 1;
+    }
+    t
+};
+
+/// The doublings (0 or 1: the MPS sub-range is at least half the range) of that
+/// renormalisation.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static MPS_SHIFT: [u8; MPS_LEN] = {
+    let mut t = [0u8; MPS_LEN];
+    let mut i = 256;
+    while i < MPS_LEN {
+        t[i] = (mps_sub_range(i) < 256) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The MPS sub-range at entry `i = (q << 8) + range` of the tables above.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+const fn mps_sub_range(i: usize) -> usize {
+    let (q, range) = ((i - 256) >> 8, 256 + (i & 255));
+    range - RLPS_BY_Q[q * 16 + (range >> 5)] as usize
+}
 
 /// Rows of `RLPS` by `q = (p + 4096) >> 7`, one byte per range class (see [`DecModel`]).
 // Evaluated at compile time: an index out of range would fail the build.
@@ -277,31 +396,44 @@ static RLPS_ROWS: [u64; 64] = {
     t
 };
 
-/// Both next `a + 128` per `[shift_a - 4][a + 128]`: bin 0 in the low byte, bin 1 above.
-// Evaluated at compile time: an index out of range would fail the build.
-#[allow(clippy::indexing_slicing)]
-static NEXT_IA_PAIR: [u16; 1024] = {
-    let mut t = [0u16; 1024];
-    let mut i = 0;
-    while i < 1024 {
-        let (s, ia) = (i >> 8, i & 255);
-        let lo = (NEXT_A[s][0][ia] + 128) as u16;
-        let hi = (NEXT_A[s][1][ia] + 128) as u16;
-        t[i] = lo | hi << 8;
-        i += 1;
-    }
-    t
-};
-
 impl DecModel {
+    /// The model of two transition-table entries (flags included).
     #[inline(always)]
-    fn from_parts(ia: u64, bo: u64, shifts: u64) -> Self {
-        let pp = 16 * ia + bo; // p + 4096
-        let row = RLPS_ROWS.get((pp >> 7) as usize & 63).copied().unwrap_or(0);
+    fn from_states(a_state: u32, b_state: u32) -> Self {
+        let pp = ((a_state & 255) << 4) + (b_state & 4095); // p + 4096
+        let mps = (pp >> 12) & 1;
+        let q = (pp >> 7) & 63;
+        // Bit 14 + mps of both entries: the flag of the MPS.
+        let fixed = ((a_state & b_state) >> (14 + mps)) & 1;
         DecModel {
-            row,
-            meta: bo | ia << M_IA | shifts | ((pp >> 12) & 1) << M_MPS,
+            row: RLPS_ROWS.get(q as usize).copied().unwrap_or(0),
+            a_state: a_state as u16,
+            b_state: b_state as u16,
+            q_off: (q << 8) as u16,
+            mps: mps as u8,
+            fixed: fixed as u8,
         }
+    }
+
+    /// The MPS sub-range for the coder's current range (256..=510), renormalised, and the
+    /// number of doublings that took (0 or 1).
+    ///
+    /// The blocks are sliced at `q_off` before the range is known, so on the path from one
+    /// range to the next there are only the two loads.
+    #[inline(always)]
+    pub(crate) fn mps_step(&self, range: u32) -> (u32, u32) {
+        let q = self.q_off as usize;
+        // The fallbacks are dead code: `q_off + 512 <= MPS_LEN` and `range < 512`.
+        let r = MPS_RANGE
+            .get(q..q + 512)
+            .and_then(|b| b.get(range as usize));
+        let n = MPS_SHIFT
+            .get(q..q + 512)
+            .and_then(|b| b.get(range as usize));
+        (
+            r.copied().unwrap_or(256) as u32,
+            n.copied().unwrap_or(0) as u32,
+        )
     }
 
     /// LPS sub-range for the coder's current range (256..=510).
@@ -313,31 +445,27 @@ impl DecModel {
     /// The more probable bin value.
     #[inline(always)]
     pub(crate) fn mps(&self) -> u32 {
-        (self.meta >> M_MPS) as u32 & 1
+        self.mps as u32
+    }
+
+    /// Whether an MPS leaves the model unchanged.
+    #[inline(always)]
+    pub(crate) fn fixed(&self) -> bool {
+        self.fixed != 0
     }
 
     /// The model after `bin` (spec §3.4, as [`ContextModel::update`]). Independent of the
     /// coder's registers, so a loop can compute the likely successor while the bin is decoded.
     #[inline(always)]
     pub(crate) fn next(&self, bin: u32) -> Self {
-        let bin = (bin & 1) as u64;
-        let m = self.meta;
-        let bo = m & 0xFFF;
-        // `[ka / 2][ia]` is the meta's bits 12..22; masked, so the fallback is dead code.
-        let pair = NEXT_IA_PAIR
-            .get((m >> M_IA) as usize & 1023)
-            .copied()
-            .unwrap_or(0) as u64;
-        let ia = (pair >> (8 * bin)) & 255;
-        // `16 + ((b - 1 + bin) >> 7) = (bo - 1 + bin) >> 7`, see [`DELTA_B`].
-        let j = ((bo + bin).wrapping_sub(1) >> 7) & 31;
-        let kb = (m >> M_KB) & 3;
-        let d = DELTA_B_FLAT
-            .get(((kb << 6) | (bin << 5) | j) as usize & 255)
-            .copied()
-            .unwrap_or(0);
-        let bo = bo.wrapping_add(d as u64) & 0xFFF;
-        Self::from_parts(ia, bo, m & (0xF << M_KA))
+        let bin = bin & 1;
+        // Masked indices: the fallbacks are dead code.
+        let ia = ((bin << 10) | (self.a_state as u32 & 1023)) as usize;
+        let ib = ((bin << 14) | (self.b_state as u32 & 16383)) as usize;
+        Self::from_states(
+            NEXT_A_STATE.get(ia).copied().unwrap_or(0) as u32,
+            NEXT_B_STATE.get(ib).copied().unwrap_or(0) as u32,
+        )
     }
 
     /// The model after `bin`.
@@ -349,8 +477,16 @@ impl DecModel {
 
 impl From<ContextModel> for DecModel {
     fn from(m: ContextModel) -> Self {
-        let shifts = ((m.ka >> 1) as u64) << M_KA | ((m.kb >> 1) as u64) << M_KB;
-        DecModel::from_parts(m.ia as u64, m.bo as u64, shifts)
+        let (s_a, s_b) = ((m.ka >> 1) as usize, (m.kb >> 1) as usize);
+        let (ia, bo) = (m.ia as usize, m.bo as usize);
+        let flags = |fixed0: bool, fixed1: bool| {
+            (if fixed0 { FIXED_0 } else { 0 }) | (if fixed1 { FIXED_1 } else { 0 })
+        };
+        let a =
+            (s_a << 8 | ia) as u16 | flags(next_ia(s_a, 0, ia) == ia, next_ia(s_a, 1, ia) == ia);
+        let b =
+            (s_b << 12 | bo) as u16 | flags(next_bo(s_b, 0, bo) == bo, next_bo(s_b, 1, bo) == bo);
+        Self::from_states(a as u32, b as u32)
     }
 }
 
@@ -530,6 +666,15 @@ mod tests {
                     for range in [256u32, 287, 288, 300, 383, 384, 450, 479, 480, 510] {
                         assert_eq!(d.rlps(range), m.rlps(range), "{m:?} range {range}");
                     }
+                    for range in 256u32..=510 {
+                        let (r, n) = d.mps_step(range);
+                        let r_mps = range - m.rlps(range);
+                        assert_eq!((r >> n, n), (r_mps, (r_mps < 256) as u32), "{range}");
+                        assert!((256..512).contains(&r));
+                    }
+                    let mut after_mps = m;
+                    after_mps.update(m.mps());
+                    assert_eq!(d.fixed(), after_mps == m, "{m:?}");
                     for bin in 0..2 {
                         let mut u = m;
                         u.update(bin);

@@ -425,23 +425,26 @@ impl BinModel for DecModel {
     #[inline(always)]
     fn decode_predictable(&mut self, st: &mut DecState, data: &[u8]) -> u32 {
         st.ensure(data);
-        let r_lps = self.rlps(st.range);
-        let r_mps = st.range - r_lps;
-        let scaled = (r_mps as u64) << (7 + WIN);
-        let bin;
-        if st.value < scaled {
-            bin = self.mps();
-            let n = (r_mps < 256) as u32;
-            st.range = r_mps << n;
-            st.value <<= n;
+        let (r_mps, n) = self.mps_step(st.range);
+        // `value < r_mps << 7` (spec §2.8), both sides doubled `n` times.
+        let shifted = st.value << n;
+        if shifted < (r_mps as u64) << (7 + WIN) {
+            st.range = r_mps;
+            st.value = shifted;
+            if !self.fixed() {
+                self.update(self.mps());
+            }
+            self.mps()
         } else {
-            bin = self.mps() ^ 1;
+            let r_mps = r_mps >> n;
+            let r_lps = st.range - r_mps;
             let n = r_lps.leading_zeros() - 23;
             st.range = r_lps << n;
-            st.value = (st.value - scaled) << n;
+            st.value = (st.value - ((r_mps as u64) << (7 + WIN))) << n;
+            let bin = self.mps() ^ 1;
+            self.update(bin);
+            bin
         }
-        self.update(bin);
-        bin
     }
 }
 
@@ -454,12 +457,18 @@ impl DecState {
         let r_lps = model.rlps(self.range);
         let r_mps = self.range - r_lps;
         let scaled = (r_mps as u64) << (7 + WIN);
+        // Both renormalisations are worked out before the comparison, so that only selects
+        // follow it on the path to the next bin.
+        let n_mps = (r_mps < 256) as u32;
+        let n_lps = r_lps.leading_zeros() - 23;
         let lps = self.value >= scaled;
-        self.value -= if lps { scaled } else { 0 };
-        let range = if lps { r_lps } else { r_mps };
-        let n = range.leading_zeros() - 23;
-        self.range = range << n;
-        self.value <<= n;
+        let (range, n, sub) = if lps {
+            (r_lps << n_lps, n_lps, scaled)
+        } else {
+            (r_mps << n_mps, n_mps, 0)
+        };
+        self.range = range;
+        self.value = (self.value - sub) << n;
         model.mps() ^ lps as u32
     }
 }

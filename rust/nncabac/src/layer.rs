@@ -6,9 +6,11 @@
 //! (or, for tables indexed by masked values, cannot happen and costs nothing).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::binarization::{binarize, decode_level_with, decode_nonzero, model, BinSink};
+use crate::binarization::{binarize, decode_nonzero, model, BinSink};
+use crate::contexts::neighbour_class;
 use crate::contexts::{ContextLayout, ContextModel, DecModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
 use crate::contexts::{DELTA_B, NEXT_A};
+use crate::engine::BinModel;
 use crate::engine::{ArithDecoder, ArithEncoder, DecState, EncOut, EncState};
 use crate::error::{Error, Result};
 use crate::tables::{EST_BITS, INIT_SETS, STATE_TRANS};
@@ -680,6 +682,23 @@ fn decode_levels<const DQ: bool>(
     Ok(())
 }
 
+/// [`decode_nonzero`] out of line: with the decoder's registers in locals of a small function,
+/// they stay in machine registers through the bin loops (inlined into the level loop, they
+/// were spilled to the stack on every bin).
+#[inline(never)]
+fn nonzero(
+    data: &[u8],
+    st: &mut DecState,
+    ctx: &mut [DecModel],
+    layout: ContextLayout,
+    nb: u32,
+) -> Result<i64> {
+    let mut regs = *st;
+    let level = decode_nonzero(data, &mut regs, ctx, layout, nb);
+    *st = regs;
+    level
+}
+
 /// Decodes `buf.len()` levels into the zero-filled `buf`; `walk` is the trellis state and the
 /// previous level, carried from chunk to chunk.
 #[inline(always)]
@@ -726,9 +745,14 @@ fn decode_chunk<const DQ: bool>(
                 }
             }
             *model(ctx, c)? = m;
-            decode_nonzero(data, st, ctx, layout, 0)?
+            nonzero(data, st, ctx, layout, 0)?
         } else {
-            decode_level_with(data, st, ctx, layout, state, prev)?
+            let nb = neighbour_class(prev);
+            if model(ctx, layout.sig(state, nb))?.decode(st, data) == 0 {
+                0
+            } else {
+                nonzero(data, st, ctx, layout, nb)?
+            }
         };
         if level != 0 {
             let r = if DQ {
