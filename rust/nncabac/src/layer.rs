@@ -745,13 +745,25 @@ fn decode_chunk<const DQ: bool>(
                 }
             }
             *model(ctx, c)? = m;
-            nonzero(data, st, ctx, layout, 0)?
+            decode_nonzero(data, st, ctx, layout, 0)?
         } else {
             let nb = neighbour_class(prev);
-            if model(ctx, layout.sig(state, nb))?.decode(st, data) == 0 {
-                0
+            let m = model(ctx, layout.sig(state, nb))?;
+            // A model at its fixed point has seen a long run of its MPS: then the flag is
+            // predictable (dense layers), otherwise it is decoded without a branch.
+            let sig = if m.fixed() {
+                m.decode_predictable(st, data)
             } else {
+                m.decode(st, data)
+            };
+            if sig == 0 {
+                0
+            } else if prev.unsigned_abs() > 2 {
+                // Among large levels the bins of a level outweigh a call: out of line, the
+                // coder's registers stay in machine registers (see `nonzero`).
                 nonzero(data, st, ctx, layout, nb)?
+            } else {
+                decode_nonzero(data, st, ctx, layout, nb)?
             }
         };
         if level != 0 {

@@ -204,3 +204,58 @@ fn bad_parameters_are_rejected() {
     assert!(enc.encode_signed(0, 0).is_err());
     assert!(enc.encode_unsigned(4, 16).is_err());
 }
+
+/// Layers longer than the decoder's 16K-level chunk, with zero runs that cross chunk ends and
+/// dense stretches of large levels (whose contexts sit at their fixed points), both quantizer
+/// modes: the decoder's run loop, chunking and skipped updates must give the input back.
+#[test]
+fn long_layers_with_runs_and_saturated_contexts_round_trip() {
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut levels = Vec::new();
+    for block in 0..12 {
+        let len = 1000 + (rnd() % 9000) as usize;
+        for _ in 0..len {
+            let r = rnd();
+            levels.push(match block % 4 {
+                0 => 0,                                                          // one long run
+                1 => ((r % 1000) as i32 + 12) * if r & 1 == 0 { 1 } else { -1 }, // all > G
+                2 => [0, 0, 0, 1, -1, 2][(r % 6) as usize],                      // sparse, small
+                _ => (r % 7) as i32 - 3,
+            });
+        }
+    }
+    levels.extend(std::iter::repeat(0).take(20_000)); // a run across a chunk end at the end
+    for dq in [false, true] {
+        let mut want = levels.clone();
+        if dq {
+            make_dq_valid(&mut want);
+        }
+        for opt in [false, true] {
+            let p = LayerParams {
+                dq_flag: dq,
+                ..LayerParams::default()
+            };
+            let mut enc = Encoder::new();
+            enc.encode_layer(&want, &[want.len()], &p, opt).unwrap();
+            let bytes = enc.finish();
+            let mut dec = Decoder::new(&bytes[..]).unwrap();
+            let got = dec.decode_layer(&[want.len()], &p).unwrap();
+            assert_eq!(dec.finish(), Ok(bytes.len()), "dq {dq} opt {opt}");
+            assert!(got == want, "dq {dq} opt {opt}");
+            // Cut anywhere, including inside later chunks: a truncation, never a wrong layer.
+            for cut in [bytes.len() / 3, bytes.len() * 2 / 3, bytes.len() - 2] {
+                let mut dec = Decoder::new(&bytes[..cut]).unwrap();
+                let r = dec
+                    .decode_layer(&[want.len()], &p)
+                    .and_then(|_| dec.finish());
+                assert_eq!(r, Err(Error::Truncated), "dq {dq} opt {opt} cut {cut}");
+            }
+        }
+    }
+}
