@@ -208,11 +208,54 @@ impl BinSink for Recorder<'_> {
     fn bypass(&mut self, _value: u32, _n: u32) {}
 }
 
+/// Marks a run of bypass bins in a [`Flat`] record: `BYPASS | n`, then the value's high and
+/// low 16 bits. Regular entries are `2 ctx + bin < 2 * 16474`, all below it.
+const BYPASS: u16 = 0xF000;
+
+/// Records the bins of the real encode in coding order, so that the encode after the trial
+/// pass replays them instead of binarizing the levels again.
+struct Flat<'a> {
+    out: &'a mut Vec<u16>,
+}
+
+impl BinSink for Flat<'_> {
+    #[inline(always)]
+    fn regular(&mut self, ctx: usize, bin: u32) {
+        // `ctx < 90 + 4 MAX_GTX_FLAGS`, so the entry fits in 15 bits.
+        self.out.push(((ctx << 1) as u16) | (bin & 1) as u16);
+    }
+    #[inline(always)]
+    fn bypass(&mut self, value: u32, n: u32) {
+        self.out
+            .extend_from_slice(&[BYPASS | n as u16, (value >> 16) as u16, value as u16]);
+    }
+}
+
+/// Both records at once, for `dq_flag = 0` where the trial pass and the encode see the same bins.
+struct Both<'a> {
+    rec: Recorder<'a>,
+    flat: Flat<'a>,
+}
+
+impl BinSink for Both<'_> {
+    #[inline(always)]
+    fn regular(&mut self, ctx: usize, bin: u32) {
+        self.rec.regular(ctx, bin);
+        self.flat.regular(ctx, bin);
+    }
+    #[inline(always)]
+    fn bypass(&mut self, value: u32, n: u32) {
+        self.flat.bypass(value, n);
+    }
+}
+
 /// Reusable buffers so that coding many layers allocates once.
 #[derive(Default, Debug, Clone)]
 pub(crate) struct Scratch {
     ctx: Vec<ContextModel>,
     bins: Vec<BitBuf>,
+    /// The real encode's bins, recorded by the trial pass (see [`Flat`]).
+    flat: Vec<u16>,
 }
 
 impl Scratch {
@@ -235,23 +278,31 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
         b.n = 0;
         b.words.clear();
     }
+    scratch.flat.clear();
     let mut rec = Recorder {
         bufs: &mut scratch.bins,
     };
+    let mut flat = Flat {
+        out: &mut scratch.flat,
+    };
     if params.dq_flag {
-        let (mut state, mut prev) = (0u32, 0i64);
+        let (mut state, mut prev, mut prev_level) = (0u32, 0i64, 0i64);
         for &x in levels {
             let x = x as i64;
             // The reference binarizes the caller's value (not the coded level) here: quirk of §8.
             binarize(&mut rec, layout, g, x, state, prev);
+            let level = coded_level(x, state);
+            binarize(&mut flat, layout, g, level, state, prev_level);
             prev = x;
-            state = next_state(state, coded_level(x, state));
+            prev_level = level;
+            state = next_state(state, level);
         }
     } else {
+        let mut both = Both { rec, flat };
         let mut prev = 0i64;
         for &x in levels {
             let x = x as i64;
-            binarize(&mut rec, layout, g, x, 0, prev);
+            binarize(&mut both, layout, g, x, 0, prev);
             prev = x;
         }
     }
@@ -275,16 +326,56 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     sets
 }
 
-/// Bit estimates split by bin: `[bin][512 + (p >> 3)]`.
+/// Everything a trial-model step looks up for one bin value, in one block so that a single
+/// pointer per bin reaches every table and the shift selects a row at a constant offset.
+struct BinTables {
+    /// Bit estimate by `512 + (p >> 3)`.
+    est: [u32; 1024],
+    /// Next `a + 128` by `[shift_a - 4][a + 128]`.
+    next_ia: [[u8; 256]; 4],
+    /// Change of `b` by `[shift_b - 4][(b + 2048 - 1 + bin) >> 7]` (see [`DELTA_B`]).
+    delta_b: [[i32; 32]; 4],
+}
+
+/// [`BinTables`] for bin 0 and bin 1.
 // Evaluated at compile time: an index out of range would fail the build.
 #[allow(clippy::indexing_slicing)]
-static EST_SPLIT: [[u32; 1024]; 2] = {
-    let mut t = [[0u32; 1024]; 2];
-    let mut i = 0;
-    while i < 1024 {
-        t[0][i] = EST_BITS[i][0];
-        t[1][i] = EST_BITS[i][1];
-        i += 1;
+static BIN_TABLES: [BinTables; 2] = {
+    let empty = BinTables {
+        est: [0; 1024],
+        next_ia: [[0; 256]; 4],
+        delta_b: [[0; 32]; 4],
+    };
+    let mut t = [
+        empty,
+        BinTables {
+            est: [0; 1024],
+            next_ia: [[0; 256]; 4],
+            delta_b: [[0; 32]; 4],
+        },
+    ];
+    let mut bin = 0;
+    while bin < 2 {
+        let mut i = 0;
+        while i < 1024 {
+            t[bin].est[i] = EST_BITS[i][bin];
+            i += 1;
+        }
+        let mut s = 0;
+        while s < 4 {
+            let mut i = 0;
+            while i < 256 {
+                t[bin].next_ia[s][i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
+                i += 1;
+            }
+            let mut j = 0;
+            while j < 32 {
+                t[bin].delta_b[s][j] = DELTA_B[s][bin][j] as i32;
+                j += 1;
+            }
+            s += 1;
+        }
+        bin += 1;
     }
     t
 };
@@ -301,46 +392,27 @@ struct Lane {
     acc: u64,
 }
 
-/// Next `a + 128` per `[shift_a - 4][bin][a + 128]`.
-// Evaluated at compile time: an index out of range would fail the build.
-#[allow(clippy::indexing_slicing)]
-static NEXT_IA: [[[u8; 256]; 2]; 4] = {
-    let mut t = [[[0u8; 256]; 2]; 4];
-    let mut s = 0;
-    while s < 4 {
-        let mut bin = 0;
-        while bin < 2 {
-            let mut i = 0;
-            while i < 256 {
-                t[s][bin][i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
-                i += 1;
-            }
-            bin += 1;
-        }
-        s += 1;
-    }
-    t
-};
-
-/// Advances one trial model by one bin (`t = bin - 1`), adding its cost to `acc`.
+/// Advances one trial model with shifts `SA`, `SB` (minus 4) by one bin (`t = bin - 1`, `tb`
+/// its tables), adding its cost to `acc`.
 #[inline(always)]
-fn step(
-    ia: &mut u32,
+fn step<const SA: usize, const SB: usize>(
+    ia: &mut u8,
     bo: &mut u32,
     acc: &mut u64,
     t: u32,
-    est: &[u32; 1024],
-    na: &[u8; 256],
-    db: &[i16; 32],
+    tb: &BinTables,
 ) {
-    // The masks keep every index inside its table, so the `get`s compile to plain loads.
-    *acc += est
-        .get(((*ia << 4) + *bo) as usize >> 3 & 1023)
-        .copied()
-        .unwrap_or(0) as u64;
-    *ia = na.get(*ia as usize & 255).copied().unwrap_or(0) as u32;
+    // `(16 ia + bo) >> 3 = 2 ia + (bo >> 3)`: 16 ia is a multiple of 8. The masks (and the u8
+    // index) keep every index inside its table, so the `get`s compile to plain loads.
+    let i = (2 * *ia as u32 + (*bo >> 3)) as usize & 1023;
+    *acc += tb.est.get(i).copied().unwrap_or(0) as u64;
+    if let Some(row) = tb.next_ia.get(SA) {
+        *ia = row.get(*ia as usize).copied().unwrap_or(0);
+    }
     let j = (bo.wrapping_add(t) >> 7) as usize & 31;
-    *bo = bo.wrapping_add(db.get(j).copied().unwrap_or(0) as i32 as u32);
+    if let Some(row) = tb.delta_b.get(SB) {
+        *bo = bo.wrapping_add(row.get(j).copied().unwrap_or(0) as u32);
+    }
 }
 
 /// Runs the distinct lanes of all four shift groups over `n` bins of `bits` (LSB first), all
@@ -353,7 +425,7 @@ fn step(
 // iterators it ran 4-6 % more instructions. Every index is in range: `run_word` dispatches only
 // N0 <= 3, N2 <= 3, N3 <= 2, so `k < total <= 9 = NUM_INIT_SETS`, the length of `a`, `b`,
 // `acc` and `lanes`; `idx` holds `total` set numbers from `GROUPS` (all < 9); `bin` is a
-// masked bit, and the tables have 2 rows per bin. The proptests `trial_pass_*` check it against
+// masked bit, and there are 2 [`BinTables`]. The proptests `trial_pass_*` check it against
 // the lockstep reference of spec §8, and the round-trip fuzz target runs it on arbitrary levels.
 #[allow(clippy::indexing_slicing)]
 #[inline(always)]
@@ -363,37 +435,33 @@ fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
     bits: u64,
     n: u32,
 ) {
-    let mut a = [0u32; NUM_INIT_SETS];
+    let mut a = [0u8; NUM_INIT_SETS];
     let mut b = [0u32; NUM_INIT_SETS];
     let mut acc = [0u64; NUM_INIT_SETS];
     let total = N0 + 1 + N2 + N3;
     for k in 0..total {
         let l = lanes[idx[k]];
-        (a[k], b[k], acc[k]) = (l.ia, l.bo, l.acc);
+        (a[k], b[k], acc[k]) = (l.ia as u8, l.bo, l.acc);
     }
     for i in 0..n {
         let bin = ((bits >> i) & 1) as usize;
         let t = (bin as u32).wrapping_sub(1);
-        let est = &EST_SPLIT[bin];
-        let (na0, db0) = (&NEXT_IA[1][bin], &DELTA_B[0][bin]);
-        let (na1, db1) = (&NEXT_IA[0][bin], &DELTA_B[1][bin]);
-        let (na2, db2) = (&NEXT_IA[2][bin], &DELTA_B[2][bin]);
-        let (na3, db3) = (&NEXT_IA[3][bin], &DELTA_B[1][bin]);
+        let tb = &BIN_TABLES[bin];
         for k in 0..N0 {
-            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na0, db0);
+            step::<1, 0>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
         }
         let k = N0;
-        step(&mut a[k], &mut b[k], &mut acc[k], t, est, na1, db1);
+        step::<0, 1>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
         for k in N0 + 1..N0 + 1 + N2 {
-            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na2, db2);
+            step::<2, 2>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
         }
         for k in N0 + 1 + N2..total {
-            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na3, db3);
+            step::<3, 1>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
         }
     }
     for k in 0..total {
         lanes[idx[k]] = Lane {
-            ia: a[k],
+            ia: a[k] as u32,
             bo: b[k],
             acc: acc[k],
         };
@@ -548,7 +616,11 @@ pub(crate) fn encode_layer(
             bins: 0,
             missed: false,
         };
-        encode_levels(&mut w, levels, layout, params);
+        if param_opt_flag {
+            replay(&mut w, &scratch.flat);
+        } else {
+            encode_levels(&mut w, levels, layout, params);
+        }
         *st = w.st;
         if w.missed {
             return Err(Error::InvalidParameter(
@@ -559,6 +631,21 @@ pub(crate) fn encode_layer(
     };
     enc.add_bins(bins);
     Ok(())
+}
+
+/// Codes the bins recorded by [`Flat`].
+#[inline(always)]
+fn replay(w: &mut Writer<'_>, flat: &[u16]) {
+    let mut it = flat.iter();
+    while let Some(&e) = it.next() {
+        if e < BYPASS {
+            w.regular((e >> 1) as usize, (e & 1) as u32);
+        } else {
+            let hi = it.next().copied().unwrap_or(0) as u32;
+            let lo = it.next().copied().unwrap_or(0) as u32;
+            w.bypass(hi << 16 | lo, (e & 63) as u32);
+        }
+    }
 }
 
 /// The level loop of [`encode_layer`].
