@@ -4,7 +4,7 @@
 //! read with `get`, and bytes past the end read as zero.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::contexts::ContextModel;
+use crate::contexts::{ContextModel, RLPS_BY_Q};
 use crate::error::{Error, Result};
 
 /// `bits_left` below which bytes are moved out of `low`. The spec moves one byte out as soon as
@@ -84,6 +84,24 @@ impl EncState {
         self.bits_left -= n as i32;
         self.check_out(out);
         model.update(bin);
+    }
+
+    /// Codes one context-coded bin given its model's row base in [`RLPS_BY_Q`] (`col`) and
+    /// whether the bin is the less probable value; the caller adapts its model.
+    #[inline(always)]
+    pub(crate) fn encode_with_row(&mut self, out: &mut EncOut, lps: bool, col: u32) {
+        // Masked index: the fallback is dead code.
+        let r_lps = RLPS_BY_Q
+            .get((col as usize + (self.range >> 5) as usize) & 1023)
+            .map_or(0, |&r| r as u32);
+        let r_mps = self.range - r_lps;
+        self.low += if lps { r_mps as u64 } else { 0 };
+        let range = if lps { r_lps } else { r_mps };
+        let n = range.leading_zeros() - 23;
+        self.range = range << n;
+        self.low <<= n;
+        self.bits_left -= n as i32;
+        self.check_out(out);
     }
 
     /// Codes the low `n` bits of `value` (n <= 32) as bypass bins, MSB first (spec §2.4).

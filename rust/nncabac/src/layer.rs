@@ -216,6 +216,8 @@ const BYPASS: u16 = 0xF000;
 /// pass replays them instead of binarizing the levels again.
 struct Flat<'a> {
     out: &'a mut Vec<u16>,
+    /// Bins recorded minus entries pushed (a bypass run of `n` bins takes 3 entries).
+    extra: i64,
 }
 
 impl BinSink for Flat<'_> {
@@ -228,6 +230,7 @@ impl BinSink for Flat<'_> {
     fn bypass(&mut self, value: u32, n: u32) {
         self.out
             .extend_from_slice(&[BYPASS | n as u16, (value >> 16) as u16, value as u16]);
+        self.extra += n as i64 - 3;
     }
 }
 
@@ -254,8 +257,11 @@ impl BinSink for Both<'_> {
 pub(crate) struct Scratch {
     ctx: Vec<ContextModel>,
     bins: Vec<BitBuf>,
-    /// The real encode's bins, recorded by the trial pass (see [`Flat`]).
+    /// The real encode's bins, recorded by the trial pass (see [`Flat`]), and their number.
     flat: Vec<u16>,
+    flat_bins: u64,
+    /// The contexts of [`replay`], allocated on first use.
+    models: Option<Box<ReplayModels>>,
 }
 
 impl Scratch {
@@ -284,6 +290,7 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     };
     let mut flat = Flat {
         out: &mut scratch.flat,
+        extra: 0,
     };
     if params.dq_flag {
         let (mut state, mut prev, mut prev_level) = (0u32, 0i64, 0i64);
@@ -298,14 +305,23 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
             state = next_state(state, level);
         }
     } else {
-        let mut both = Both { rec, flat };
+        let mut both = Both {
+            rec,
+            flat: Flat {
+                out: flat.out,
+                extra: 0,
+            },
+        };
         let mut prev = 0i64;
         for &x in levels {
             let x = x as i64;
             binarize(&mut both, layout, g, x, 0, prev);
             prev = x;
         }
+        flat.extra = both.flat.extra;
+        flat.out = both.flat.out;
     }
+    scratch.flat_bins = (flat.out.len() as i64 + flat.extra) as u64;
     let mut sets = vec![0u8; layout.len()];
     for c in layout.signalled(params.dq_flag) {
         let (Some(buf), Some(set)) = (scratch.bins.get(c), sets.get_mut(c)) else {
@@ -415,21 +431,32 @@ fn step<const SA: usize, const SB: usize>(
     }
 }
 
+/// [`step`] for a model whose `b` estimate is `bo`, that of another lane advanced by that lane.
+#[inline(always)]
+fn step_shared<const SA: usize>(ia: &mut u8, bo: u32, acc: &mut u64, tb: &BinTables) {
+    let i = (2 * *ia as u32 + (bo >> 3)) as usize & 1023;
+    *acc += tb.est.get(i).copied().unwrap_or(0) as u64;
+    if let Some(row) = tb.next_ia.get(SA) {
+        *ia = row.get(*ia as usize).copied().unwrap_or(0);
+    }
+}
+
 /// Runs the distinct lanes of all four shift groups over `n` bins of `bits` (LSB first), all
 /// interleaved so that the per-lane dependency chains overlap.
 ///
 /// `idx` lists the running lanes: `N0` of group 0 (shifts 5, 4), one of group 1 (4, 5), `N2` of
-/// group 2 (6, 6) and `N3` of group 3 (7, 5), in that order.
+/// group 2 (6, 6) and `N3` of group 3 (7, 5), in that order. The first `S3` lanes of group 3 have
+/// the `b` estimate of group 1 (same shift, same value), so only group 1 advances it.
 // Indexing is allowed here only: this is the innermost loop of the encoder's trial pass (its
 // bins come from the caller's levels, never from stream bytes), and written with `get` and
 // iterators it ran 4-6 % more instructions. Every index is in range: `run_word` dispatches only
-// N0 <= 3, N2 <= 3, N3 <= 2, so `k < total <= 9 = NUM_INIT_SETS`, the length of `a`, `b`,
+// N0 <= 3, N2 <= 3, S3 <= N3 <= 2, so `k < total <= 9 = NUM_INIT_SETS`, the length of `a`, `b`,
 // `acc` and `lanes`; `idx` holds `total` set numbers from `GROUPS` (all < 9); `bin` is a
 // masked bit, and there are 2 [`BinTables`]. The proptests `trial_pass_*` check it against
 // the lockstep reference of spec §8, and the round-trip fuzz target runs it on arbitrary levels.
 #[allow(clippy::indexing_slicing)]
 #[inline(always)]
-fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
+fn run_lanes<const N0: usize, const N2: usize, const N3: usize, const S3: usize>(
     lanes: &mut [Lane; NUM_INIT_SETS],
     idx: &[usize],
     bits: u64,
@@ -447,6 +474,7 @@ fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
         let bin = ((bits >> i) & 1) as usize;
         let t = (bin as u32).wrapping_sub(1);
         let tb = &BIN_TABLES[bin];
+        let b1 = b[N0];
         for k in 0..N0 {
             step::<1, 0>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
         }
@@ -455,9 +483,15 @@ fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
         for k in N0 + 1..N0 + 1 + N2 {
             step::<2, 2>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
         }
-        for k in N0 + 1 + N2..total {
+        for k in N0 + 1 + N2..N0 + 1 + N2 + S3 {
+            step_shared::<3>(&mut a[k], b1, &mut acc[k], tb);
+        }
+        for k in N0 + 1 + N2 + S3..total {
             step::<3, 1>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
         }
+    }
+    for k in N0 + 1 + N2..N0 + 1 + N2 + S3 {
+        b[k] = b[N0];
     }
     for k in 0..total {
         lanes[idx[k]] = Lane {
@@ -484,33 +518,67 @@ fn run_word(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u
         }
     }
     let idx = idx.get(..k).unwrap_or_default();
+    // Leading lanes of group 3 whose `b` is group 1's: set 7 always (sets 3 and 7 start with the
+    // same `b` and shift), set 8 once its `b` has met theirs.
+    let b1 = active[1].first().and_then(|&l| lanes.get(l)).map(|l| l.bo);
+    let s3 = active[3]
+        .iter()
+        .take_while(|&&l| lanes.get(l).map(|l| l.bo) == b1)
+        .count();
     macro_rules! dispatch {
-        ($(($n0:literal, $n2:literal, $n3:literal)),*) => {
-            match (active[0].len(), active[2].len(), active[3].len()) {
-                $(($n0, $n2, $n3) => run_lanes::<$n0, $n2, $n3>(lanes, idx, bits, n),)*
+        ($(($n0:literal, $n2:literal, $n3:literal, $s3:literal)),*) => {
+            match (active[0].len(), active[2].len(), active[3].len(), s3) {
+                $(($n0, $n2, $n3, $s3) => run_lanes::<$n0, $n2, $n3, $s3>(lanes, idx, bits, n),)*
                 _ => unreachable!("every group keeps one lane"),
             }
         };
     }
     dispatch!(
-        (1, 1, 1),
-        (1, 1, 2),
-        (1, 2, 1),
-        (1, 2, 2),
-        (1, 3, 1),
-        (1, 3, 2),
-        (2, 1, 1),
-        (2, 1, 2),
-        (2, 2, 1),
-        (2, 2, 2),
-        (2, 3, 1),
-        (2, 3, 2),
-        (3, 1, 1),
-        (3, 1, 2),
-        (3, 2, 1),
-        (3, 2, 2),
-        (3, 3, 1),
-        (3, 3, 2)
+        (1, 1, 1, 0),
+        (1, 1, 1, 1),
+        (1, 1, 2, 0),
+        (1, 1, 2, 1),
+        (1, 1, 2, 2),
+        (1, 2, 1, 0),
+        (1, 2, 1, 1),
+        (1, 2, 2, 0),
+        (1, 2, 2, 1),
+        (1, 2, 2, 2),
+        (1, 3, 1, 0),
+        (1, 3, 1, 1),
+        (1, 3, 2, 0),
+        (1, 3, 2, 1),
+        (1, 3, 2, 2),
+        (2, 1, 1, 0),
+        (2, 1, 1, 1),
+        (2, 1, 2, 0),
+        (2, 1, 2, 1),
+        (2, 1, 2, 2),
+        (2, 2, 1, 0),
+        (2, 2, 1, 1),
+        (2, 2, 2, 0),
+        (2, 2, 2, 1),
+        (2, 2, 2, 2),
+        (2, 3, 1, 0),
+        (2, 3, 1, 1),
+        (2, 3, 2, 0),
+        (2, 3, 2, 1),
+        (2, 3, 2, 2),
+        (3, 1, 1, 0),
+        (3, 1, 1, 1),
+        (3, 1, 2, 0),
+        (3, 1, 2, 1),
+        (3, 1, 2, 2),
+        (3, 2, 1, 0),
+        (3, 2, 1, 1),
+        (3, 2, 2, 0),
+        (3, 2, 2, 1),
+        (3, 2, 2, 2),
+        (3, 3, 1, 0),
+        (3, 3, 1, 1),
+        (3, 3, 2, 0),
+        (3, 3, 2, 1),
+        (3, 3, 2, 2)
     );
 }
 
@@ -607,8 +675,17 @@ pub(crate) fn encode_layer(
         }
         *model(ctx, c)? = ContextModel::new(e as usize);
     }
-    let bins = {
-        let (st, out) = enc.parts();
+    let (st, out) = enc.parts();
+    let (ok, bins) = if let Some(sets) = &sets {
+        let models = scratch.models.get_or_insert_with(new_replay_models);
+        for (m, &e) in models.iter_mut().zip(sets) {
+            *m = EncModel::new(e as usize);
+        }
+        let mut regs = *st;
+        replay(&mut regs, out, models, &scratch.flat);
+        *st = regs;
+        (true, scratch.flat_bins)
+    } else {
         let mut w = Writer {
             st: *st,
             out,
@@ -616,34 +693,91 @@ pub(crate) fn encode_layer(
             bins: 0,
             missed: false,
         };
-        if param_opt_flag {
-            replay(&mut w, &scratch.flat);
-        } else {
-            encode_levels(&mut w, levels, layout, params);
-        }
+        encode_levels(&mut w, levels, layout, params);
         *st = w.st;
-        if w.missed {
-            return Err(Error::InvalidParameter(
-                "internal: a bin's context is outside the layout".into(),
-            ));
-        }
-        w.bins
+        (!w.missed, w.bins)
     };
+    if !ok {
+        return Err(Error::InvalidParameter(
+            "internal: a bin's context is outside the layout".into(),
+        ));
+    }
     enc.add_bins(bins);
     Ok(())
 }
 
-/// Codes the bins recorded by [`Flat`].
+/// The encoder's copy of a context model for [`replay`]: the estimates and the shifts alone
+/// (the coding engine's row and MPS are derived per bin, off its critical path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct EncModel {
+    /// `b + 2048`.
+    bo: u16,
+    /// `a + 128`.
+    ia: u8,
+    /// `shift_a - 4`.
+    sa: u8,
+    /// `shift_b - 4`.
+    sb: u8,
+}
+
+impl EncModel {
+    /// A model in initialisation set `set` (out-of-range sets saturate to the last).
+    fn new(set: usize) -> Self {
+        let (sh0, sh1, p, a) = INIT_SETS
+            .get(set.min(NUM_INIT_SETS - 1))
+            .copied()
+            .unwrap_or_default();
+        EncModel {
+            bo: (p as i32 - 16 * a as i32 + 2048) as u16,
+            ia: (a as i32 + 128) as u8,
+            sa: sh0 & 3,
+            sb: sh1.saturating_sub(4) & 3,
+        }
+    }
+}
+
+/// One model per context number a [`Flat`] entry can hold (15 bits), so that indexing by an
+/// entry needs no bounds check (and the hot loop no register for a length).
+type ReplayModels = [EncModel; 1 << 15];
+
+/// A zeroed [`ReplayModels`], built on the heap.
+fn new_replay_models() -> Box<ReplayModels> {
+    let v = vec![EncModel::default(); 1 << 15].into_boxed_slice();
+    match v.try_into() {
+        Ok(b) => b,
+        // The length is right, so this is never taken.
+        Err(_) => Box::new([EncModel::default(); 1 << 15]),
+    }
+}
+
+/// Codes the bins recorded by [`Flat`] with contexts `models`.
 #[inline(always)]
-fn replay(w: &mut Writer<'_>, flat: &[u16]) {
+fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: &[u16]) {
     let mut it = flat.iter();
     while let Some(&e) = it.next() {
         if e < BYPASS {
-            w.regular((e >> 1) as usize, (e & 1) as u32);
+            let bin = (e & 1) as usize;
+            // `e >> 1 < 2^15`: the fallback is dead code.
+            let Some(m) = models.get_mut((e >> 1) as usize) else {
+                continue;
+            };
+            let pp = 16 * m.ia as u32 + m.bo as u32; // p + 4096
+            st.encode_with_row(out, bin as u32 != (pp >> 12) & 1, (pp >> 3) & 0x3F0);
+            // `bin` is one bit and the rows are masked: the fallbacks are dead code.
+            let Some(tb) = BIN_TABLES.get(bin) else {
+                continue;
+            };
+            if let Some(row) = tb.next_ia.get(m.sa as usize & 3) {
+                m.ia = row.get(m.ia as usize).copied().unwrap_or(0);
+            }
+            let j = ((m.bo as u32 + bin as u32).wrapping_sub(1) >> 7) as usize & 31;
+            if let Some(row) = tb.delta_b.get(m.sb as usize & 3) {
+                m.bo = m.bo.wrapping_add(row.get(j).copied().unwrap_or(0) as u16);
+            }
         } else {
             let hi = it.next().copied().unwrap_or(0) as u32;
             let lo = it.next().copied().unwrap_or(0) as u32;
-            w.bypass(hi << 16 | lo, (e & 63) as u32);
+            st.encode_bypass_bits(out, hi << 16 | lo, (e & 63) as u32);
         }
     }
 }
