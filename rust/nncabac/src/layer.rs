@@ -6,8 +6,8 @@
 //! (or, for tables indexed by masked values, cannot happen and costs nothing).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::binarization::{binarize, decode_level_with, model, BinSink};
-use crate::contexts::{ContextLayout, ContextModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
+use crate::binarization::{binarize, binarize_gtx_from, decode_level_with, model, BinSink};
+use crate::contexts::{neighbour_class, ContextLayout, ContextModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
 use crate::contexts::{DELTA_B, NEXT_A};
 use crate::engine::{ArithDecoder, ArithEncoder, DecState, EncOut, EncState};
 use crate::error::{Error, Result};
@@ -182,8 +182,14 @@ struct BitBuf {
 impl BitBuf {
     #[inline(always)]
     fn push(&mut self, bin: u32) {
-        self.cur |= ((bin & 1) as u64) << self.n;
-        self.n += 1;
+        self.push_if(bin, 1);
+    }
+
+    /// Appends `bin` if `valid` is 1; leaves the buffer as it was if `valid` is 0.
+    #[inline(always)]
+    fn push_if(&mut self, bin: u32, valid: u32) {
+        self.cur |= ((bin & valid & 1) as u64) << self.n;
+        self.n += valid & 1;
         if self.n == 64 {
             self.words.push(self.cur);
             self.cur = 0;
@@ -208,6 +214,46 @@ impl BinSink for Recorder<'_> {
     fn bypass(&mut self, _value: u32, _n: u32) {}
 }
 
+impl Record for Recorder<'_> {
+    #[inline(always)]
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        if let Some(b) = self.bufs.get_mut(ctx) {
+            b.push_if(bin, valid);
+        }
+    }
+}
+
+/// A sink that can also take a bin only when `valid` is 1 and leave no trace when it is 0, so
+/// that recording needs no branch on a level's first bins.
+trait Record: BinSink {
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32);
+}
+
+/// Emits the bins of `level` like [`binarize`], branching only for magnitudes of 2 and more:
+/// the significance, sign and first greater-than flags are sent with `valid` set when they exist
+/// (in the random order of a layer's zeros and ones that branch would be mispredicted often).
+#[inline(always)]
+fn record<S: Record>(
+    sink: &mut S,
+    layout: ContextLayout,
+    g: u32,
+    level: i64,
+    state: u32,
+    prev: i64,
+) {
+    let nb = neighbour_class(prev);
+    let nz = (level != 0) as u32;
+    let negative = level < 0;
+    let abs = level.unsigned_abs();
+    let more = abs > 1;
+    sink.regular(layout.sig(state, nb), nz);
+    sink.regular_if(layout.sign(nb), negative as u32, nz);
+    sink.regular_if(layout.gtx(0, negative), more as u32, nz);
+    if more {
+        binarize_gtx_from(sink, layout, g, abs, negative, 1);
+    }
+}
+
 /// Marks a run of bypass bins in a [`Flat`] record: `BYPASS | n`, then the value's high and
 /// low 16 bits. Regular entries are `2 ctx + bin < 2 * 16474`, all below it.
 const BYPASS: u16 = 0xF000;
@@ -215,22 +261,53 @@ const BYPASS: u16 = 0xF000;
 /// Records the bins of the real encode in coding order, so that the encode after the trial
 /// pass replays them instead of binarizing the levels again.
 struct Flat<'a> {
+    /// Entries `..pos` are recorded; the rest is room.
     out: &'a mut Vec<u16>,
-    /// Bins recorded minus entries pushed (a bypass run of `n` bins takes 3 entries).
+    pos: usize,
+    /// Bins recorded minus entries (a bypass run of `n` bins takes 3 entries).
     extra: i64,
+}
+
+impl Flat<'_> {
+    /// Writes `e` at `pos` and keeps it if `valid` is 1.
+    #[inline(always)]
+    fn put(&mut self, e: u16, valid: u32) {
+        match self.out.get_mut(self.pos) {
+            Some(slot) => *slot = e,
+            None => self.grow(e),
+        }
+        self.pos += (valid & 1) as usize;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, e: u16) {
+        self.out.truncate(self.pos);
+        self.out.push(e);
+        let room = self.out.capacity().max(1 << 12);
+        self.out.resize(self.pos + room, 0);
+    }
 }
 
 impl BinSink for Flat<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
-        // `ctx < 90 + 4 MAX_GTX_FLAGS`, so the entry fits in 15 bits.
-        self.out.push(((ctx << 1) as u16) | (bin & 1) as u16);
+        self.regular_if(ctx, bin, 1);
     }
     #[inline(always)]
     fn bypass(&mut self, value: u32, n: u32) {
-        self.out
-            .extend_from_slice(&[BYPASS | n as u16, (value >> 16) as u16, value as u16]);
+        self.put(BYPASS | n as u16, 1);
+        self.put((value >> 16) as u16, 1);
+        self.put(value as u16, 1);
         self.extra += n as i64 - 3;
+    }
+}
+
+impl Record for Flat<'_> {
+    #[inline(always)]
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        // `ctx < 90 + 4 MAX_GTX_FLAGS`, so the entry fits in 15 bits.
+        self.put(((ctx << 1) as u16) | (bin & 1) as u16, valid);
     }
 }
 
@@ -249,6 +326,14 @@ impl BinSink for Both<'_> {
     #[inline(always)]
     fn bypass(&mut self, value: u32, n: u32) {
         self.flat.bypass(value, n);
+    }
+}
+
+impl Record for Both<'_> {
+    #[inline(always)]
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        self.rec.regular_if(ctx, bin, valid);
+        self.flat.regular_if(ctx, bin, valid);
     }
 }
 
@@ -284,44 +369,40 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
         b.n = 0;
         b.words.clear();
     }
-    scratch.flat.clear();
-    let mut rec = Recorder {
+    let rec = Recorder {
         bufs: &mut scratch.bins,
     };
-    let mut flat = Flat {
+    let flat = Flat {
         out: &mut scratch.flat,
+        pos: 0,
         extra: 0,
     };
+    let mut both = Both { rec, flat };
     if params.dq_flag {
         let (mut state, mut prev, mut prev_level) = (0u32, 0i64, 0i64);
         for &x in levels {
             let x = x as i64;
             // The reference binarizes the caller's value (not the coded level) here: quirk of §8.
-            binarize(&mut rec, layout, g, x, state, prev);
+            record(&mut both.rec, layout, g, x, state, prev);
             let level = coded_level(x, state);
-            binarize(&mut flat, layout, g, level, state, prev_level);
+            record(&mut both.flat, layout, g, level, state, prev_level);
             prev = x;
             prev_level = level;
             state = next_state(state, level);
         }
     } else {
-        let mut both = Both {
-            rec,
-            flat: Flat {
-                out: flat.out,
-                extra: 0,
-            },
-        };
         let mut prev = 0i64;
         for &x in levels {
             let x = x as i64;
-            binarize(&mut both, layout, g, x, 0, prev);
+            record(&mut both, layout, g, x, 0, prev);
             prev = x;
         }
-        flat.extra = both.flat.extra;
-        flat.out = both.flat.out;
     }
-    scratch.flat_bins = (flat.out.len() as i64 + flat.extra) as u64;
+    let Flat {
+        out, pos, extra, ..
+    } = both.flat;
+    out.truncate(pos);
+    scratch.flat_bins = (pos as i64 + extra) as u64;
     let mut sets = vec![0u8; layout.len()];
     for c in layout.signalled(params.dq_flag) {
         let (Some(buf), Some(set)) = (scratch.bins.get(c), sets.get_mut(c)) else {
@@ -998,6 +1079,96 @@ mod tests {
             let levels: Vec<i32> = runs.iter().flat_map(|&(n, v)| std::iter::repeat(v).take(n)).collect();
             let p = LayerParams { dq_flag: dq, num_gtx_flags: 3, ..Default::default() };
             trial_matches_reference(&levels, &p);
+        }
+    }
+
+    /// A [`Record`] that keeps what it is sent, skipping bins sent with `valid` 0.
+    #[derive(Default)]
+    struct Log(Vec<(Option<usize>, u32, u32)>);
+    impl BinSink for Log {
+        fn regular(&mut self, ctx: usize, bin: u32) {
+            self.0.push((Some(ctx), bin, 1));
+        }
+        fn bypass(&mut self, value: u32, n: u32) {
+            self.0.push((None, value, n));
+        }
+    }
+    impl Record for Log {
+        fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+            assert!(valid == 1 || bin == 0, "a skipped bin must be 0");
+            if valid == 1 {
+                self.regular(ctx, bin);
+            }
+        }
+    }
+
+    #[test]
+    fn record_emits_the_bins_of_binarize() {
+        let mut levels: Vec<i64> = (-70..=70).collect();
+        levels.extend([i32::MIN as i64, i32::MAX as i64, 1 << 20, -(1 << 20) - 3]);
+        for g in [1u32, 2, 3, 11, 40] {
+            let layout = ContextLayout::new(g);
+            for &level in &levels {
+                for (state, prev) in [(0, 0), (3, -2), (6, 5), (7, 0)] {
+                    let (mut want, mut got) = (Log::default(), Log::default());
+                    binarize(&mut want, layout, g, level, state, prev);
+                    record(&mut got, layout, g, level, state, prev);
+                    assert_eq!(got.0, want.0, "g {g} level {level} state {state}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flat_record_replays_to_the_direct_encode() {
+        // Levels with bypass runs (magnitudes past G + 1) and a record that must grow.
+        let levels: Vec<i32> = (0..20_000)
+            .map(|i: i32| match i % 7 {
+                0 => 0,
+                1 => (i % 100) - 50,
+                2 => -(1 << (i % 31)),
+                3 => i32::MAX - i,
+                _ => (i % 3) - 1,
+            })
+            .collect();
+        for dq_flag in [false, true] {
+            let p = LayerParams {
+                dq_flag,
+                num_gtx_flags: 3,
+                ..Default::default()
+            };
+            let mut s = Scratch::default();
+            let sets = choose_init_sets(&levels, &p, &mut s);
+            // The replayed bins equal a direct encode with the same sets, and so do the counts.
+            let mut direct = ArithEncoder::new();
+            let mut ctx: Vec<ContextModel> = sets
+                .iter()
+                .map(|&e| ContextModel::new(e as usize))
+                .collect();
+            let mut w = {
+                let (st, out) = direct.parts();
+                Writer {
+                    st: *st,
+                    out,
+                    ctx: &mut ctx,
+                    bins: 0,
+                    missed: false,
+                }
+            };
+            encode_levels(&mut w, &levels, p.layout(), &p);
+            let (st, bins) = (w.st, w.bins);
+            *direct.parts().0 = st;
+            assert_eq!(bins, s.flat_bins);
+            let mut replayed = ArithEncoder::new();
+            let mut models = new_replay_models();
+            for (m, &e) in models.iter_mut().zip(&sets) {
+                *m = EncModel::new(e as usize);
+            }
+            {
+                let (st, out) = replayed.parts();
+                replay(st, out, &mut models, &s.flat);
+            }
+            assert_eq!(replayed.finish(), direct.finish(), "dq {dq_flag}");
         }
     }
 
