@@ -430,8 +430,9 @@ struct BinTables {
     est: [u32; 1024],
     /// Next `a + 128` by `[shift_a - 4][a + 128]`.
     next_ia: [[u8; 256]; 4],
-    /// Change of `b` by `[shift_b - 4][(b + 2048 - 1 + bin) >> 7]` (see [`DELTA_B`]).
-    delta_b: [[i32; 32]; 4],
+    /// Next `b + 2048` by `[shift_b - 4][b + 2048]` (spec §3.4 via [`DELTA_B`]): one lookup,
+    /// the shortest dependency chain a model's `b` can have. `b + 2048` stays in 125..=3971.
+    next_bo: [[u16; 4096]; 4],
 }
 
 /// [`BinTables`] for bin 0 and bin 1.
@@ -441,14 +442,14 @@ static BIN_TABLES: [BinTables; 2] = {
     let empty = BinTables {
         est: [0; 1024],
         next_ia: [[0; 256]; 4],
-        delta_b: [[0; 32]; 4],
+        next_bo: [[0; 4096]; 4],
     };
     let mut t = [
         empty,
         BinTables {
             est: [0; 1024],
             next_ia: [[0; 256]; 4],
-            delta_b: [[0; 32]; 4],
+            next_bo: [[0; 4096]; 4],
         },
     ];
     let mut bin = 0;
@@ -465,10 +466,13 @@ static BIN_TABLES: [BinTables; 2] = {
                 t[bin].next_ia[s][i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
                 i += 1;
             }
-            let mut j = 0;
-            while j < 32 {
-                t[bin].delta_b[s][j] = DELTA_B[s][bin][j] as i32;
-                j += 1;
+            let mut bo = 0;
+            while bo < 4096 {
+                // `16 + ((b - 1 + bin) >> 7) = (bo - 1 + bin) >> 7`, see [`DELTA_B`].
+                let j = ((bo + bin) as u32).wrapping_sub(1) >> 7 & 31;
+                let d = DELTA_B[s][bin][j as usize] as i32;
+                t[bin].next_bo[s][bo] = (bo as i32 + d) as u16;
+                bo += 1;
             }
             s += 1;
         }
@@ -481,7 +485,7 @@ static BIN_TABLES: [BinTables; 2] = {
 ///
 /// The estimates are kept offset so that no lookup needs an offset or a sign: `ia = a + 128`
 /// (0..=255) and `bo = b + 2048` (positive), so that `(16 ia + bo) >> 3 = 512 + (p >> 3)` is the
-/// bit-estimate index and `(bo - 1 + bin) >> 7 = 16 + ((b - 1 + bin) >> 7)` the `b` step index.
+/// bit-estimate index and `bo` indexes the next `bo`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Lane {
     ia: u32,
@@ -489,14 +493,13 @@ struct Lane {
     acc: u64,
 }
 
-/// Advances one trial model with shifts `SA`, `SB` (minus 4) by one bin (`t = bin - 1`, `tb`
-/// its tables), adding its cost to `acc`.
+/// Advances one trial model with shifts `SA`, `SB` (minus 4) by one bin (`tb` its tables),
+/// adding its cost to `acc`.
 #[inline(always)]
 fn step<const SA: usize, const SB: usize>(
     ia: &mut u8,
     bo: &mut u32,
     acc: &mut u64,
-    t: u32,
     tb: &BinTables,
 ) {
     // `(16 ia + bo) >> 3 = 2 ia + (bo >> 3)`: 16 ia is a multiple of 8. The masks (and the u8
@@ -506,9 +509,8 @@ fn step<const SA: usize, const SB: usize>(
     if let Some(row) = tb.next_ia.get(SA) {
         *ia = row.get(*ia as usize).copied().unwrap_or(0);
     }
-    let j = (bo.wrapping_add(t) >> 7) as usize & 31;
-    if let Some(row) = tb.delta_b.get(SB) {
-        *bo = bo.wrapping_add(row.get(j).copied().unwrap_or(0) as u32);
+    if let Some(row) = tb.next_bo.get(SB) {
+        *bo = row.get(*bo as usize & 4095).copied().unwrap_or(0) as u32;
     }
 }
 
@@ -553,22 +555,21 @@ fn run_lanes<const N0: usize, const N2: usize, const N3: usize, const S3: usize>
     }
     for i in 0..n {
         let bin = ((bits >> i) & 1) as usize;
-        let t = (bin as u32).wrapping_sub(1);
         let tb = &BIN_TABLES[bin];
         let b1 = b[N0];
         for k in 0..N0 {
-            step::<1, 0>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
+            step::<1, 0>(&mut a[k], &mut b[k], &mut acc[k], tb);
         }
         let k = N0;
-        step::<0, 1>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
+        step::<0, 1>(&mut a[k], &mut b[k], &mut acc[k], tb);
         for k in N0 + 1..N0 + 1 + N2 {
-            step::<2, 2>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
+            step::<2, 2>(&mut a[k], &mut b[k], &mut acc[k], tb);
         }
         for k in N0 + 1 + N2..N0 + 1 + N2 + S3 {
             step_shared::<3>(&mut a[k], b1, &mut acc[k], tb);
         }
         for k in N0 + 1 + N2 + S3..total {
-            step::<3, 1>(&mut a[k], &mut b[k], &mut acc[k], t, tb);
+            step::<3, 1>(&mut a[k], &mut b[k], &mut acc[k], tb);
         }
     }
     for k in N0 + 1 + N2..N0 + 1 + N2 + S3 {
@@ -851,9 +852,8 @@ fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: 
             if let Some(row) = tb.next_ia.get(m.sa as usize & 3) {
                 m.ia = row.get(m.ia as usize).copied().unwrap_or(0);
             }
-            let j = ((m.bo as u32 + bin as u32).wrapping_sub(1) >> 7) as usize & 31;
-            if let Some(row) = tb.delta_b.get(m.sb as usize & 3) {
-                m.bo = m.bo.wrapping_add(row.get(j).copied().unwrap_or(0) as u16);
+            if let Some(row) = tb.next_bo.get(m.sb as usize & 3) {
+                m.bo = row.get(m.bo as usize & 4095).copied().unwrap_or(0);
             }
         } else {
             let hi = it.next().copied().unwrap_or(0) as u32;
@@ -1169,6 +1169,24 @@ mod tests {
                 replay(st, out, &mut models, &s.flat);
             }
             assert_eq!(replayed.finish(), direct.finish(), "dq {dq_flag}");
+        }
+    }
+
+    #[test]
+    fn next_estimate_tables_follow_the_spec_update() {
+        use crate::tables::CURVE;
+        for (bin, tb) in BIN_TABLES.iter().enumerate() {
+            let sgn = if bin == 1 { 1 } else { -1 };
+            for sh in 0..4usize {
+                for b in -1923i32..=1923 {
+                    let want = b + sgn * (CURVE[(16 + ((sgn * b) >> 7)) as usize] >> (sh + 4));
+                    assert_eq!(tb.next_bo[sh][(b + 2048) as usize] as i32, want + 2048);
+                }
+                for a in -123i32..=123 {
+                    let want = a + sgn * (CURVE[(16 + ((sgn * a) >> 3)) as usize] >> (sh + 4));
+                    assert_eq!(tb.next_ia[sh][(a + 128) as usize] as i32, want + 128);
+                }
+            }
         }
     }
 
