@@ -171,44 +171,89 @@ impl BinSink for Writer<'_> {
     }
 }
 
-/// Records the regular bins of each context, bit-packed, for the trial pass (spec §8).
-#[derive(Default, Debug, Clone)]
-struct BitBuf {
-    cur: u64,
-    n: u32,
-    words: Vec<u64>,
+/// Bins per full recorded word.
+const WORD_BINS: u32 = 63;
+
+/// The regular bins of each context, for the trial pass (spec §8).
+///
+/// The open word of context `c` is `cur[c]`: a 1 (sentinel) followed by the bins recorded since
+/// the last full word, the first one highest, so that recording a bin is one shift and one or
+/// (and, for a bin sent with `valid` 0, a shift by 0). When the sentinel reaches bit 63 the word
+/// holds 63 bins and moves to `words[c]`, reordered to first bin lowest.
+#[derive(Debug, Clone)]
+struct BinRecord {
+    /// One per context number a layout can have (`90 + 4 MAX_GTX_FLAGS < 2^15`), so that a
+    /// masked context needs no bounds check.
+    cur: Box<[u64; 1 << 15]>,
+    words: Vec<Vec<u64>>,
 }
 
-impl BitBuf {
-    #[inline(always)]
-    fn push(&mut self, bin: u32) {
-        self.push_if(bin, 1);
+impl BinRecord {
+    fn new() -> Self {
+        let cur = vec![1u64; 1 << 15].into_boxed_slice();
+        BinRecord {
+            // The length is right, so the fallback is never taken.
+            cur: cur.try_into().unwrap_or_else(|_| Box::new([1; 1 << 15])),
+            words: Vec::new(),
+        }
     }
 
-    /// Appends `bin` if `valid` is 1; leaves the buffer as it was if `valid` is 0.
-    #[inline(always)]
-    fn push_if(&mut self, bin: u32, valid: u32) {
-        self.cur |= ((bin & valid & 1) as u64) << self.n;
-        self.n += valid & 1;
-        if self.n == 64 {
-            self.words.push(self.cur);
-            self.cur = 0;
-            self.n = 0;
+    /// Empties the words of contexts `..len`.
+    fn reset(&mut self, len: usize) {
+        for c in self.cur.iter_mut().take(len) {
+            *c = 1;
         }
+        self.words.resize_with(len, Vec::new);
+        for w in &mut self.words {
+            w.clear();
+        }
+    }
+
+    /// Appends `bin` to context `ctx` if `valid` is 1; leaves it as it was if `valid` is 0.
+    #[inline(always)]
+    fn push_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        let v = valid & 1;
+        // `ctx < 2^15` (see `cur`): the mask changes nothing and the fallback is dead code.
+        if let Some(c) = self.cur.get_mut(ctx & 0x7FFF) {
+            *c = (*c << v) | (bin & v) as u64;
+            if *c >> 63 != 0 {
+                self.flush(ctx);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush(&mut self, ctx: usize) {
+        if let (Some(c), Some(w)) = (self.cur.get_mut(ctx & 0x7FFF), self.words.get_mut(ctx)) {
+            w.push(c.reverse_bits() >> 1);
+            *c = 1;
+        }
+    }
+
+    /// The full words of context `c` (63 bins each, first lowest), its open word's bins (first
+    /// lowest) and their number.
+    fn bins(&self, c: usize) -> (&[u64], u64, u32) {
+        let cur = self.cur.get(c & 0x7FFF).copied().unwrap_or(1);
+        let k = 63 - cur.leading_zeros();
+        let last = if k == 0 {
+            0
+        } else {
+            cur.reverse_bits() >> (64 - k)
+        };
+        let words = self.words.get(c).map_or(&[][..], |w| &w[..]);
+        (words, last, k)
     }
 }
 
 struct Recorder<'a> {
-    /// One per context of the layout that numbers the bins, so every `ctx` is in range.
-    bufs: &'a mut [BitBuf],
+    rec: &'a mut BinRecord,
 }
 
 impl BinSink for Recorder<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
-        if let Some(b) = self.bufs.get_mut(ctx) {
-            b.push(bin);
-        }
+        self.rec.push_if(ctx, bin, 1);
     }
     #[inline(always)]
     fn bypass(&mut self, _value: u32, _n: u32) {}
@@ -217,9 +262,7 @@ impl BinSink for Recorder<'_> {
 impl Record for Recorder<'_> {
     #[inline(always)]
     fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
-        if let Some(b) = self.bufs.get_mut(ctx) {
-            b.push_if(bin, valid);
-        }
+        self.rec.push_if(ctx, bin, valid);
     }
 }
 
@@ -341,7 +384,8 @@ impl Record for Both<'_> {
 #[derive(Default, Debug, Clone)]
 pub(crate) struct Scratch {
     ctx: Vec<ContextModel>,
-    bins: Vec<BitBuf>,
+    /// The trial pass's record, allocated on first use.
+    bins: Option<BinRecord>,
     /// The real encode's bins, recorded by the trial pass (see [`Flat`]), and their number.
     flat: Vec<u16>,
     flat_bins: u64,
@@ -363,15 +407,9 @@ impl Scratch {
 fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch) -> Vec<u8> {
     let layout = params.layout();
     let g = params.num_gtx_flags;
-    scratch.bins.resize_with(layout.len(), BitBuf::default);
-    for b in scratch.bins.iter_mut() {
-        b.cur = 0;
-        b.n = 0;
-        b.words.clear();
-    }
-    let rec = Recorder {
-        bufs: &mut scratch.bins,
-    };
+    let bins = scratch.bins.get_or_insert_with(BinRecord::new);
+    bins.reset(layout.len());
+    let rec = Recorder { rec: bins };
     let flat = Flat {
         out: &mut scratch.flat,
         pos: 0,
@@ -404,15 +442,19 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     out.truncate(pos);
     scratch.flat_bins = (pos as i64 + extra) as u64;
     let mut sets = vec![0u8; layout.len()];
+    let Some(bins) = scratch.bins.as_ref() else {
+        return sets;
+    };
     for c in layout.signalled(params.dq_flag) {
-        let (Some(buf), Some(set)) = (scratch.bins.get(c), sets.get_mut(c)) else {
+        let Some(set) = sets.get_mut(c) else {
             continue;
         };
-        if buf.words.is_empty() && buf.n == 0 {
+        let (words, last, n) = bins.bins(c);
+        if words.is_empty() && n == 0 {
             continue; // every cost is 0: set 0 wins
         }
         // Signalling a set other than 0 costs 3 bypass bins; ties go to the lowest set.
-        let costs = trial_costs(&buf.words, buf.cur, buf.n);
+        let costs = trial_costs(words, last, n);
         let (best, _) = costs
             .iter()
             .enumerate()
@@ -664,7 +706,8 @@ fn run_word(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u
     );
 }
 
-/// Costs `acc[e]` of spec §8 for one context's bin sequence: full words, then `n` bins of `last`.
+/// Costs `acc[e]` of spec §8 for one context's bin sequence: full words of [`WORD_BINS`] bins,
+/// then `n` bins of `last` (each word's first bin lowest).
 ///
 /// Models of the same shift group whose `(a, b)` become equal stay equal forever, so from then on
 /// only one of them runs and the others keep a constant offset in cost.
@@ -704,7 +747,7 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
     };
     merge(&lanes, &mut active);
     for &w in words {
-        run_word(&mut lanes, &active, w, 64);
+        run_word(&mut lanes, &active, w, WORD_BINS);
         if active[0].len() + active[2].len() + active[3].len() > 3 {
             merge(&lanes, &mut active);
         }
@@ -1041,8 +1084,8 @@ mod tests {
         let sets = choose_init_sets(levels, params, &mut s);
         let layout = params.layout();
         for c in layout.signalled(params.dq_flag) {
-            let b = &s.bins[c];
-            let got = trial_costs(&b.words, b.cur, b.n);
+            let (words, last, n) = s.bins.as_ref().unwrap().bins(c);
+            let got = trial_costs(words, last, n);
             assert_eq!(got, want[c], "context {c}");
             let cost = |e: usize| want[c][e] + if e > 0 { 3 * 32768 } else { 0 };
             let best = (1..NUM_INIT_SETS).fold(0, |m, e| if cost(e) < cost(m) { e } else { m });
@@ -1187,6 +1230,30 @@ mod tests {
                     assert_eq!(tb.next_ia[sh][(a + 128) as usize] as i32, want + 128);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn bin_record_returns_what_was_pushed() {
+        let mut r = BinRecord::new();
+        for len in [0usize, 1, 62, 63, 64, 126, 127, 200] {
+            r.reset(3);
+            let want: Vec<u32> = (0..len)
+                .map(|i| ((i * 7 + i / 5) % 3 == 0) as u32)
+                .collect();
+            for (i, &b) in want.iter().enumerate() {
+                r.push_if(1, b, 1);
+                r.push_if(1, 1, 0); // not recorded
+                r.push_if(2, (i % 2) as u32, 1);
+            }
+            let (words, last, n) = r.bins(1);
+            let mut got = Vec::new();
+            for &w in words {
+                got.extend((0..WORD_BINS).map(|i| ((w >> i) & 1) as u32));
+            }
+            got.extend((0..n).map(|i| ((last >> i) & 1) as u32));
+            assert_eq!(got, want, "len {len}");
+            assert_eq!(r.bins(0), (&[][..], 0, 0));
         }
     }
 
