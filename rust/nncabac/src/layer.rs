@@ -476,11 +476,11 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
 struct BinTables {
     /// Bit estimate by `512 + (p >> 3)`.
     est: [u32; 1024],
-    /// Next `a + 128` by `[shift_a - 4][a + 128]`.
-    next_ia: [[u8; 256]; 4],
-    /// Next `b + 2048` by `[shift_b - 4][b + 2048]` (spec §3.4 via [`DELTA_B`]): one lookup,
+    /// Next `a + 128` by `256 (shift_a - 4) + a + 128`.
+    next_ia: [u8; 1024],
+    /// Next `b + 2048` by `4096 (shift_b - 4) + b + 2048` (spec §3.4 via [`DELTA_B`]): one lookup,
     /// the shortest dependency chain a model's `b` can have. `b + 2048` stays in 125..=3971.
-    next_bo: [[u16; 4096]; 4],
+    next_bo: [u16; 1 << 14],
 }
 
 /// [`BinTables`] for bin 0 and bin 1.
@@ -489,15 +489,15 @@ struct BinTables {
 static BIN_TABLES: [BinTables; 2] = {
     let empty = BinTables {
         est: [0; 1024],
-        next_ia: [[0; 256]; 4],
-        next_bo: [[0; 4096]; 4],
+        next_ia: [0; 1024],
+        next_bo: [0; 1 << 14],
     };
     let mut t = [
         empty,
         BinTables {
             est: [0; 1024],
-            next_ia: [[0; 256]; 4],
-            next_bo: [[0; 4096]; 4],
+            next_ia: [0; 1024],
+            next_bo: [0; 1 << 14],
         },
     ];
     let mut bin = 0;
@@ -511,7 +511,7 @@ static BIN_TABLES: [BinTables; 2] = {
         while s < 4 {
             let mut i = 0;
             while i < 256 {
-                t[bin].next_ia[s][i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
+                t[bin].next_ia[256 * s + i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
                 i += 1;
             }
             let mut bo = 0;
@@ -519,7 +519,7 @@ static BIN_TABLES: [BinTables; 2] = {
                 // `16 + ((b - 1 + bin) >> 7) = (bo - 1 + bin) >> 7`, see [`DELTA_B`].
                 let j = ((bo + bin) as u32).wrapping_sub(1) >> 7 & 31;
                 let d = DELTA_B[s][bin][j as usize] as i32;
-                t[bin].next_bo[s][bo] = (bo as i32 + d) as u16;
+                t[bin].next_bo[4096 * s + bo] = (bo as i32 + d) as u16;
                 bo += 1;
             }
             s += 1;
@@ -554,12 +554,14 @@ fn step<const SA: usize, const SB: usize>(
     // index) keep every index inside its table, so the `get`s compile to plain loads.
     let i = (2 * *ia as u32 + (*bo >> 3)) as usize & 1023;
     *acc += tb.est.get(i).copied().unwrap_or(0) as u64;
-    if let Some(row) = tb.next_ia.get(SA) {
-        *ia = row.get(*ia as usize).copied().unwrap_or(0);
-    }
-    if let Some(row) = tb.next_bo.get(SB) {
-        *bo = row.get(*bo as usize & 4095).copied().unwrap_or(0) as u32;
-    }
+    *ia = tb
+        .next_ia
+        .get(256 * SA + *ia as usize)
+        .copied()
+        .unwrap_or(0);
+    *bo = (tb.next_bo)
+        .get(4096 * SB + (*bo as usize & 4095))
+        .map_or(0, |&x| x as u32);
 }
 
 /// [`step`] for a model whose `b` estimate is `bo`, that of another lane advanced by that lane.
@@ -567,9 +569,11 @@ fn step<const SA: usize, const SB: usize>(
 fn step_shared<const SA: usize>(ia: &mut u8, bo: u32, acc: &mut u64, tb: &BinTables) {
     let i = (2 * *ia as u32 + (bo >> 3)) as usize & 1023;
     *acc += tb.est.get(i).copied().unwrap_or(0) as u64;
-    if let Some(row) = tb.next_ia.get(SA) {
-        *ia = row.get(*ia as usize).copied().unwrap_or(0);
-    }
+    *ia = tb
+        .next_ia
+        .get(256 * SA + *ia as usize)
+        .copied()
+        .unwrap_or(0);
 }
 
 /// Runs the distinct lanes of all four shift groups over `n` bins of `bits` (LSB first), all
@@ -846,10 +850,10 @@ struct EncModel {
     bo: u16,
     /// `a + 128`.
     ia: u8,
-    /// `shift_a - 4`.
-    sa: u8,
-    /// `shift_b - 4`.
-    sb: u8,
+    /// `256 (shift_a - 4)`: the model's rows in [`BinTables::next_ia`].
+    ra: u16,
+    /// `4096 (shift_b - 4)`: the model's rows in [`BinTables::next_bo`].
+    rb: u16,
 }
 
 impl EncModel {
@@ -862,8 +866,8 @@ impl EncModel {
         EncModel {
             bo: (p as i32 - 16 * a as i32 + 2048) as u16,
             ia: (a as i32 + 128) as u8,
-            sa: sh0 & 3,
-            sb: sh1.saturating_sub(4) & 3,
+            ra: 256 * (sh0 & 3) as u16,
+            rb: 4096 * (sh1.saturating_sub(4) & 3) as u16,
         }
     }
 }
@@ -894,17 +898,15 @@ fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: 
                 continue;
             };
             let pp = 16 * m.ia as u32 + m.bo as u32; // p + 4096
-            st.encode_with_row(out, bin as u32 != (pp >> 12) & 1, (pp >> 3) & 0x3F0);
+            st.encode_with_q(out, bin as u32 != (pp >> 12) & 1, pp >> 7);
             // `bin` is one bit and the rows are masked: the fallbacks are dead code.
             let Some(tb) = BIN_TABLES.get(bin) else {
                 continue;
             };
-            if let Some(row) = tb.next_ia.get(m.sa as usize & 3) {
-                m.ia = row.get(m.ia as usize).copied().unwrap_or(0);
-            }
-            if let Some(row) = tb.next_bo.get(m.sb as usize & 3) {
-                m.bo = row.get(m.bo as usize & 4095).copied().unwrap_or(0);
-            }
+            let ia = (m.ra as usize + m.ia as usize) & 1023;
+            m.ia = tb.next_ia.get(ia).copied().unwrap_or(0);
+            let bo = (m.rb as usize + (m.bo as usize & 4095)) & 0x3FFF;
+            m.bo = tb.next_bo.get(bo).copied().unwrap_or(0);
         } else {
             let hi = it.next().copied().unwrap_or(0) as u32;
             let lo = it.next().copied().unwrap_or(0) as u32;
@@ -1230,11 +1232,12 @@ mod tests {
             for sh in 0..4usize {
                 for b in -1923i32..=1923 {
                     let want = b + sgn * (CURVE[(16 + ((sgn * b) >> 7)) as usize] >> (sh + 4));
-                    assert_eq!(tb.next_bo[sh][(b + 2048) as usize] as i32, want + 2048);
+                    let bo = 4096 * sh + (b + 2048) as usize;
+                    assert_eq!(tb.next_bo[bo] as i32, want + 2048);
                 }
                 for a in -123i32..=123 {
                     let want = a + sgn * (CURVE[(16 + ((sgn * a) >> 3)) as usize] >> (sh + 4));
-                    assert_eq!(tb.next_ia[sh][(a + 128) as usize] as i32, want + 128);
+                    assert_eq!(tb.next_ia[256 * sh + (a + 128) as usize] as i32, want + 128);
                 }
             }
         }
