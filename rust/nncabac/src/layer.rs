@@ -104,14 +104,12 @@ fn has_header_flags(params: &LayerParams, n: usize, width: usize) -> bool {
 /// like the reference: an index of the wrong parity maps to a neighbouring one).
 #[inline(always)]
 pub fn coded_level(r: i64, state: u32) -> i64 {
+    // `(r + q) >> 1` for r > 0, `(r - q) >> 1` for r < 0 (an arithmetic shift, so not the
+    // mirror image), 0 for r = 0 (`q >> 1 = 0`), without a branch on the sign of `r`: in a
+    // layer of random signs that branch is mispredicted for about every other level.
     let q = (state & 1) as i64;
-    if r > 0 {
-        (r + q) >> 1
-    } else if r < 0 {
-        (r - q) >> 1
-    } else {
-        0
-    }
+    let s = r >> 63; // 0 or -1
+    (r + ((q ^ s) - s)) >> 1
 }
 
 /// Reconstruction index of coded level `level` in trellis state `state`.
@@ -1046,6 +1044,27 @@ mod tests {
                 if valid {
                     assert_eq!(reconstruction_index(l, state), r, "state {state} r {r}");
                 }
+            }
+        }
+        // The branch-free form equals the spec's case analysis.
+        let spec = |r: i64, q: i64| match r.signum() {
+            1 => (r + q) >> 1,
+            -1 => (r - q) >> 1,
+            _ => 0,
+        };
+        let extremes = [
+            i32::MIN as i64,
+            i32::MIN as i64 + 1,
+            i32::MAX as i64 - 1,
+            i32::MAX as i64,
+        ];
+        for r in (-300i64..=300).chain(extremes) {
+            for state in 0..8u32 {
+                assert_eq!(
+                    coded_level(r, state),
+                    spec(r, (state & 1) as i64),
+                    "r {r} state {state}"
+                );
             }
         }
         // Quirks listed in spec §6.2.
