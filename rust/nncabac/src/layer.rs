@@ -714,6 +714,18 @@ fn run_word(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u
     );
 }
 
+/// Whether two running lanes of one group have the same state (and so can merge). Cheaper
+/// than the merge itself, which would otherwise run after every word: sets 7 and 8 rarely
+/// meet (with shift 7 an `a` estimate within 8 of 0 never moves).
+fn any_equal(lanes: &[Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4]) -> bool {
+    let state = |l: usize| lanes.get(l).map(|x| (x.ia, x.bo));
+    active.iter().any(|grp| {
+        grp.iter()
+            .enumerate()
+            .any(|(i, &x)| grp.iter().skip(i + 1).any(|&y| state(x) == state(y)))
+    })
+}
+
 /// Costs `acc[e]` of spec §8 for one context's bin sequence: full words of [`WORD_BINS`] bins,
 /// then `n` bins of `last` (each word's first bin lowest).
 ///
@@ -756,7 +768,7 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
     merge(&lanes, &mut active);
     for &w in words {
         run_word(&mut lanes, &active, w, WORD_BINS);
-        if active[0].len() + active[2].len() + active[3].len() > 3 {
+        if active[0].len() + active[2].len() + active[3].len() > 3 && any_equal(&lanes, &active) {
             merge(&lanes, &mut active);
         }
     }
