@@ -270,11 +270,12 @@ trait Record: BinSink {
     fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32);
 }
 
-/// Emits the bins of `level` like [`binarize`], branching only for magnitudes of 2 and more:
-/// the significance, sign and first greater-than flags are sent with `valid` set when they exist
-/// (in the random order of a layer's zeros and ones that branch would be mispredicted often).
+/// Emits the bins of `level` like [`binarize`], branching only for magnitudes above `K`
+/// (1 or 2): the significance, sign and first `K` greater-than flags are sent with `valid` set
+/// when they exist (in the random order of a layer's zeros, ones and twos that branch would be
+/// mispredicted often). With `K = 2`, layers of one greater-than flag take the `K = 1` path.
 #[inline(always)]
-fn record<S: Record>(
+fn record<const K: u32, S: Record>(
     sink: &mut S,
     layout: ContextLayout,
     g: u32,
@@ -290,7 +291,13 @@ fn record<S: Record>(
     sink.regular(layout.sig(state, nb), nz);
     sink.regular_if(layout.sign(nb), negative as u32, nz);
     sink.regular_if(layout.gtx(0, negative), more as u32, nz);
-    if more {
+    if K >= 2 && g >= 2 {
+        let more2 = abs > 2;
+        sink.regular_if(layout.gtx(1, negative), more2 as u32, more as u32);
+        if more2 {
+            binarize_gtx_from(sink, layout, g, abs, negative, 2);
+        }
+    } else if more {
         binarize_gtx_from(sink, layout, g, abs, negative, 1);
     }
 }
@@ -427,9 +434,11 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
         for &x in levels {
             let x = x as i64;
             // The reference binarizes the caller's value (not the coded level) here: quirk of §8.
-            record(&mut both.rec, layout, g, x, state, prev);
+            // Indices of magnitude 2 are as common as 1 (a dependent quantizer's output), so
+            // the second greater-than flag goes branch-free too.
+            record::<2, _>(&mut both.rec, layout, g, x, state, prev);
             let level = coded_level(x, state);
-            record(&mut both.flat, layout, g, level, state, prev_level);
+            record::<1, _>(&mut both.flat, layout, g, level, state, prev_level);
             prev = x;
             prev_level = level;
             state = next_state(state, level);
@@ -438,7 +447,7 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
         let mut prev = 0i64;
         for &x in levels {
             let x = x as i64;
-            record(&mut both, layout, g, x, 0, prev);
+            record::<1, _>(&mut both, layout, g, x, 0, prev);
             prev = x;
         }
     }
@@ -1195,8 +1204,11 @@ mod tests {
                 for (state, prev) in [(0, 0), (3, -2), (6, 5), (7, 0)] {
                     let (mut want, mut got) = (Log::default(), Log::default());
                     binarize(&mut want, layout, g, level, state, prev);
-                    record(&mut got, layout, g, level, state, prev);
+                    record::<1, _>(&mut got, layout, g, level, state, prev);
                     assert_eq!(got.0, want.0, "g {g} level {level} state {state}");
+                    let mut got2 = Log::default();
+                    record::<2, _>(&mut got2, layout, g, level, state, prev);
+                    assert_eq!(got2.0, want.0, "K 2, g {g} level {level} state {state}");
                 }
             }
         }
