@@ -80,7 +80,7 @@ fn main() {
                 (0..reps)
                     .map(|_| {
                         let t = Instant::now();
-                        (bytes, bins) = encode_once(&levels, &p, opt);
+                        (bytes, bins) = encode_once(levels, &p, opt);
                         t.elapsed().as_secs_f64()
                     })
                     .collect(),
@@ -90,7 +90,7 @@ fn main() {
                     .map(|_| {
                         let t = Instant::now();
                         let out = decode_once(&bytes, n, &p);
-                        assert_eq!(out, levels_as_coded(&levels, &out));
+                        assert_eq!(out, levels_as_coded(levels, &out));
                         t.elapsed().as_secs_f64()
                     })
                     .collect(),
