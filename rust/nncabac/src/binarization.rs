@@ -41,8 +41,21 @@ pub fn binarize<S: BinSink>(
     sink.regular(layout.sig(state, nb), 1);
     let negative = level < 0;
     sink.regular(layout.sign(nb), negative as u32);
-    let abs = level.unsigned_abs();
-    for k in 0..num_gtx {
+    binarize_gtx_from(sink, layout, num_gtx, level.unsigned_abs(), negative, 0);
+}
+
+/// The bins of a nonzero level of magnitude `abs` from greater-than flag `k0` on: what
+/// [`binarize`] emits after the sign when `k0 = 0`, after flag `k0 - 1` (which was 1) otherwise.
+#[inline(always)]
+pub(crate) fn binarize_gtx_from<S: BinSink>(
+    sink: &mut S,
+    layout: ContextLayout,
+    num_gtx: u32,
+    abs: u64,
+    negative: bool,
+    k0: u32,
+) {
+    for k in k0..num_gtx {
         let more = abs > k as u64 + 1;
         sink.regular(layout.gtx(k, negative), more as u32);
         if !more {

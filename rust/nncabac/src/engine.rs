@@ -4,7 +4,7 @@
 //! read with `get`, and bytes past the end read as zero.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::contexts::{ContextModel, DecModel};
+use crate::contexts::{ContextModel, DecModel, RLPS_BY_Q};
 use crate::error::{Error, Result};
 
 /// `bits_left` below which bytes are moved out of `low`. The spec moves one byte out as soon as
@@ -21,6 +21,24 @@ pub(crate) struct EncState {
     range: u32,
     bits_left: i32,
 }
+
+/// [`RLPS_BY_Q`] by rows: word `q` holds in byte `k` the LPS sub-range of `q` for ranges
+/// `256 + 32 k..=287 + 32 k`.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static RLPS_ROWS: [u64; 64] = {
+    let mut t = [0u64; 64];
+    let mut q = 0;
+    while q < 64 {
+        let mut k = 0;
+        while k < 8 {
+            t[q] |= (RLPS_BY_Q[q * 16 + 8 + k] as u64) << (8 * k);
+            k += 1;
+        }
+        q += 1;
+    }
+    t
+};
 
 /// Bytes moved out of `low`, and those held back because a carry may still reach them.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +102,29 @@ impl EncState {
         self.bits_left -= n as i32;
         self.check_out(out);
         model.update(bin);
+    }
+
+    /// Codes one context-coded bin given its model's `q = (p + 4096) >> 7` (0..=63) and whether
+    /// the bin is the less probable value; the caller adapts its model.
+    ///
+    /// The model's eight `RLPS` entries (one per range octave) come in one word from
+    /// [`RLPS_ROWS`], loaded off the range's dependency chain, so the range picks its entry
+    /// with a shift instead of an index computation and a load.
+    #[inline(always)]
+    pub(crate) fn encode_with_q(&mut self, out: &mut EncOut, lps: bool, q: u32) {
+        // Masked index: the fallback is dead code.
+        let row = RLPS_ROWS.get(q as usize & 63).copied().unwrap_or(0);
+        // `range` is 256..=510: `(range >> 5) << 3 = 64 + 8 ((range >> 5) & 7)`, and the shift
+        // counts modulo 64.
+        let r_lps = (row.wrapping_shr((self.range >> 2) & !7) & 0xFF) as u32;
+        let r_mps = self.range - r_lps;
+        self.low += if lps { r_mps as u64 } else { 0 };
+        let range = if lps { r_lps } else { r_mps };
+        let n = range.leading_zeros() - 23;
+        self.range = range << n;
+        self.low <<= n;
+        self.bits_left -= n as i32;
+        self.check_out(out);
     }
 
     /// Codes the low `n` bits of `value` (n <= 32) as bypass bins, MSB first (spec §2.4).
@@ -586,6 +627,37 @@ impl<B: AsRef<[u8]>> ArithDecoder<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rlps_rows_hold_the_table_by_range_octave() {
+        for q in 0..64usize {
+            for range in 256u32..=510 {
+                let shift = (range >> 2) & !7;
+                let got = (RLPS_ROWS[q].wrapping_shr(shift) & 0xFF) as u8;
+                assert_eq!(
+                    got,
+                    RLPS_BY_Q[16 * q + (range >> 5) as usize],
+                    "q {q} range {range}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn coding_by_q_equals_coding_with_the_model() {
+        // Same bins through encode_bin (the model's cached row) and encode_with_q (its q).
+        let (mut a, mut b) = (ArithEncoder::new(), ArithEncoder::new());
+        let (mut ma, mut mb) = (ContextModel::new(2), ContextModel::new(2));
+        for i in 0..5000u32 {
+            let bin = (i.wrapping_mul(2654435761) >> 29 & 3 == 0) as u32;
+            a.encode_bin(bin, &mut ma);
+            let q = ((mb.p() + 4096) >> 7) as u32;
+            let (st, out) = b.parts();
+            st.encode_with_q(out, bin != mb.mps(), q);
+            mb.update(bin);
+        }
+        assert_eq!(a.finish(), b.finish());
+    }
 
     /// The encoder of spec §2.2–2.6 written literally: one byte moved out per check.
     fn spec_encode(ops: &[(Option<usize>, u32, u32)], nctx: usize) -> Vec<u8> {

@@ -6,9 +6,9 @@
 //! (or, for tables indexed by masked values, cannot happen and costs nothing).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::binarization::{binarize, decode_nonzero, model, BinSink};
-use crate::contexts::neighbour_class;
-use crate::contexts::{ContextLayout, ContextModel, DecModel, MAX_GTX_FLAGS, NUM_INIT_SETS};
+use crate::binarization::{binarize, binarize_gtx_from, decode_nonzero, model, BinSink};
+use crate::contexts::NUM_INIT_SETS;
+use crate::contexts::{neighbour_class, ContextLayout, ContextModel, DecModel, MAX_GTX_FLAGS};
 use crate::contexts::{DELTA_B, NEXT_A};
 use crate::engine::BinModel;
 use crate::engine::{ArithDecoder, ArithEncoder, DecState, EncOut, EncState};
@@ -116,6 +116,19 @@ pub fn coded_level(r: i64, state: u32) -> i64 {
     }
 }
 
+/// [`coded_level`] without a branch on the sign of `r`: `(r + q) >> 1` for r > 0, `(r - q) >> 1`
+/// for r < 0 (an arithmetic shift, so not the mirror image), 0 for r = 0 (`q >> 1 = 0`).
+///
+/// For the trial pass, where the branch was mispredicted for about every other level of a
+/// layer with random signs. The direct encode keeps the branches: there the binarization's own
+/// branches on the level follow the same outcome, and the branch-free form measured slower.
+#[inline(always)]
+fn coded_level_branchless(r: i64, state: u32) -> i64 {
+    let q = (state & 1) as i64;
+    let s = r >> 63; // 0 or -1
+    (r + ((q ^ s) - s)) >> 1
+}
+
 /// Reconstruction index of coded level `level` in trellis state `state`.
 #[inline(always)]
 pub fn reconstruction_index(level: i64, state: u32) -> i64 {
@@ -173,41 +186,220 @@ impl BinSink for Writer<'_> {
     }
 }
 
-/// Records the regular bins of each context, bit-packed, for the trial pass (spec §8).
-#[derive(Default, Debug, Clone)]
-struct BitBuf {
-    cur: u64,
-    n: u32,
-    words: Vec<u64>,
+/// Bins per full recorded word.
+const WORD_BINS: u32 = 63;
+
+/// The regular bins of each context, for the trial pass (spec §8).
+///
+/// The open word of context `c` is `cur[c]`: a 1 (sentinel) followed by the bins recorded since
+/// the last full word, the first one highest, so that recording a bin is one shift and one or
+/// (and, for a bin sent with `valid` 0, a shift by 0). When the sentinel reaches bit 63 the word
+/// holds 63 bins and moves to `words[c]`, reordered to first bin lowest.
+#[derive(Debug, Clone)]
+struct BinRecord {
+    /// One per context number a layout can have (`90 + 4 MAX_GTX_FLAGS < 2^15`), so that a
+    /// masked context needs no bounds check.
+    cur: Box<[u64; 1 << 15]>,
+    words: Vec<Vec<u64>>,
 }
 
-impl BitBuf {
-    #[inline(always)]
-    fn push(&mut self, bin: u32) {
-        self.cur |= ((bin & 1) as u64) << self.n;
-        self.n += 1;
-        if self.n == 64 {
-            self.words.push(self.cur);
-            self.cur = 0;
-            self.n = 0;
+impl BinRecord {
+    fn new() -> Self {
+        let cur = vec![1u64; 1 << 15].into_boxed_slice();
+        BinRecord {
+            // The length is right, so the fallback is never taken.
+            cur: cur.try_into().unwrap_or_else(|_| Box::new([1; 1 << 15])),
+            words: Vec::new(),
         }
+    }
+
+    /// Empties the words of contexts `..len`.
+    fn reset(&mut self, len: usize) {
+        for c in self.cur.iter_mut().take(len) {
+            *c = 1;
+        }
+        self.words.resize_with(len, Vec::new);
+        for w in &mut self.words {
+            w.clear();
+        }
+    }
+
+    /// Appends `bin` to context `ctx` if `valid` is 1; leaves it as it was if `valid` is 0.
+    #[inline(always)]
+    fn push_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        let v = valid & 1;
+        // `ctx < 2^15` (see `cur`): the mask changes nothing and the fallback is dead code.
+        if let Some(c) = self.cur.get_mut(ctx & 0x7FFF) {
+            *c = (*c << v) | (bin & v) as u64;
+            if *c >> 63 != 0 {
+                self.flush(ctx);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush(&mut self, ctx: usize) {
+        if let (Some(c), Some(w)) = (self.cur.get_mut(ctx & 0x7FFF), self.words.get_mut(ctx)) {
+            w.push(c.reverse_bits() >> 1);
+            *c = 1;
+        }
+    }
+
+    /// The full words of context `c` (63 bins each, first lowest), its open word's bins (first
+    /// lowest) and their number.
+    fn bins(&self, c: usize) -> (&[u64], u64, u32) {
+        let cur = self.cur.get(c & 0x7FFF).copied().unwrap_or(1);
+        let k = 63 - cur.leading_zeros();
+        let last = if k == 0 {
+            0
+        } else {
+            cur.reverse_bits() >> (64 - k)
+        };
+        let words = self.words.get(c).map_or(&[][..], |w| &w[..]);
+        (words, last, k)
     }
 }
 
 struct Recorder<'a> {
-    /// One per context of the layout that numbers the bins, so every `ctx` is in range.
-    bufs: &'a mut [BitBuf],
+    rec: &'a mut BinRecord,
 }
 
 impl BinSink for Recorder<'_> {
     #[inline(always)]
     fn regular(&mut self, ctx: usize, bin: u32) {
-        if let Some(b) = self.bufs.get_mut(ctx) {
-            b.push(bin);
-        }
+        self.rec.push_if(ctx, bin, 1);
     }
     #[inline(always)]
     fn bypass(&mut self, _value: u32, _n: u32) {}
+}
+
+impl Record for Recorder<'_> {
+    #[inline(always)]
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        self.rec.push_if(ctx, bin, valid);
+    }
+}
+
+/// A sink that can also take a bin only when `valid` is 1 and leave no trace when it is 0, so
+/// that recording needs no branch on a level's first bins.
+trait Record: BinSink {
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32);
+}
+
+/// Emits the bins of `level` like [`binarize`], branching only for magnitudes above `K`
+/// (1 or 2): the significance, sign and first `K` greater-than flags are sent with `valid` set
+/// when they exist (in the random order of a layer's zeros, ones and twos that branch would be
+/// mispredicted often). With `K = 2`, layers of one greater-than flag take the `K = 1` path.
+#[inline(always)]
+fn record<const K: u32, S: Record>(
+    sink: &mut S,
+    layout: ContextLayout,
+    g: u32,
+    level: i64,
+    state: u32,
+    prev: i64,
+) {
+    let nb = neighbour_class(prev);
+    let nz = (level != 0) as u32;
+    let negative = level < 0;
+    let abs = level.unsigned_abs();
+    let more = abs > 1;
+    sink.regular(layout.sig(state, nb), nz);
+    sink.regular_if(layout.sign(nb), negative as u32, nz);
+    sink.regular_if(layout.gtx(0, negative), more as u32, nz);
+    if K >= 2 && g >= 2 {
+        let more2 = abs > 2;
+        sink.regular_if(layout.gtx(1, negative), more2 as u32, more as u32);
+        if more2 {
+            binarize_gtx_from(sink, layout, g, abs, negative, 2);
+        }
+    } else if more {
+        binarize_gtx_from(sink, layout, g, abs, negative, 1);
+    }
+}
+
+/// Marks a run of bypass bins in a [`Flat`] record: `BYPASS | n`, then the value's high and
+/// low 16 bits. Regular entries are `2 ctx + bin < 2 * 16474`, all below it.
+const BYPASS: u16 = 0xF000;
+
+/// Records the bins of the real encode in coding order, so that the encode after the trial
+/// pass replays them instead of binarizing the levels again.
+struct Flat<'a> {
+    /// Entries `..pos` are recorded; the rest is room.
+    out: &'a mut Vec<u16>,
+    pos: usize,
+    /// Bins recorded minus entries (a bypass run of `n` bins takes 3 entries).
+    extra: i64,
+}
+
+impl Flat<'_> {
+    /// Writes `e` at `pos` and keeps it if `valid` is 1.
+    #[inline(always)]
+    fn put(&mut self, e: u16, valid: u32) {
+        match self.out.get_mut(self.pos) {
+            Some(slot) => *slot = e,
+            None => self.grow(e),
+        }
+        self.pos += (valid & 1) as usize;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, e: u16) {
+        self.out.truncate(self.pos);
+        self.out.push(e);
+        let room = self.out.capacity().max(1 << 12);
+        self.out.resize(self.pos + room, 0);
+    }
+}
+
+impl BinSink for Flat<'_> {
+    #[inline(always)]
+    fn regular(&mut self, ctx: usize, bin: u32) {
+        self.regular_if(ctx, bin, 1);
+    }
+    #[inline(always)]
+    fn bypass(&mut self, value: u32, n: u32) {
+        self.put(BYPASS | n as u16, 1);
+        self.put((value >> 16) as u16, 1);
+        self.put(value as u16, 1);
+        self.extra += n as i64 - 3;
+    }
+}
+
+impl Record for Flat<'_> {
+    #[inline(always)]
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        // `ctx < 90 + 4 MAX_GTX_FLAGS`, so the entry fits in 15 bits.
+        self.put(((ctx << 1) as u16) | (bin & 1) as u16, valid);
+    }
+}
+
+/// Both records at once, for `dq_flag = 0` where the trial pass and the encode see the same bins.
+struct Both<'a> {
+    rec: Recorder<'a>,
+    flat: Flat<'a>,
+}
+
+impl BinSink for Both<'_> {
+    #[inline(always)]
+    fn regular(&mut self, ctx: usize, bin: u32) {
+        self.rec.regular(ctx, bin);
+        self.flat.regular(ctx, bin);
+    }
+    #[inline(always)]
+    fn bypass(&mut self, value: u32, n: u32) {
+        self.flat.bypass(value, n);
+    }
+}
+
+impl Record for Both<'_> {
+    #[inline(always)]
+    fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+        self.rec.regular_if(ctx, bin, valid);
+        self.flat.regular_if(ctx, bin, valid);
+    }
 }
 
 /// Reusable buffers so that coding many layers allocates once.
@@ -216,7 +408,15 @@ pub(crate) struct Scratch {
     ctx: Vec<ContextModel>,
     /// The decoder's copy of `ctx` in the layout of its bin loop.
     dec: Vec<DecModel>,
-    bins: Vec<BitBuf>,
+    /// The trial pass's record, allocated on first use.
+    bins: Option<BinRecord>,
+    /// The real encode's bins, recorded by the trial pass (see [`Flat`]): the entries
+    /// `..flat_len` (the rest is room kept for the next layer), and the number of bins.
+    flat: Vec<u16>,
+    flat_len: usize,
+    flat_bins: u64,
+    /// The contexts of [`replay`], allocated on first use.
+    models: Option<Box<ReplayModels>>,
 }
 
 impl Scratch {
@@ -233,42 +433,60 @@ impl Scratch {
 fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch) -> Vec<u8> {
     let layout = params.layout();
     let g = params.num_gtx_flags;
-    scratch.bins.resize_with(layout.len(), BitBuf::default);
-    for b in scratch.bins.iter_mut() {
-        b.cur = 0;
-        b.n = 0;
-        b.words.clear();
+    let bins = scratch.bins.get_or_insert_with(BinRecord::new);
+    bins.reset(layout.len());
+    let rec = Recorder { rec: bins };
+    // Room for about two bins a level (Laplacian layers with 60 % zeros take 1.9); more grows.
+    // A fresh zeroed vector comes from the allocator already zeroed (no fill, no copy).
+    let room = levels.len().saturating_mul(2).saturating_add(1 << 10);
+    if scratch.flat.len() < room {
+        scratch.flat = vec![0; room];
     }
-    let mut rec = Recorder {
-        bufs: &mut scratch.bins,
+    let flat = Flat {
+        out: &mut scratch.flat,
+        pos: 0,
+        extra: 0,
     };
+    let mut both = Both { rec, flat };
     if params.dq_flag {
-        let (mut state, mut prev) = (0u32, 0i64);
+        let (mut state, mut prev, mut prev_level) = (0u32, 0i64, 0i64);
         for &x in levels {
             let x = x as i64;
             // The reference binarizes the caller's value (not the coded level) here: quirk of §8.
-            binarize(&mut rec, layout, g, x, state, prev);
+            // Indices of magnitude 2 are as common as 1 (a dependent quantizer's output), so
+            // the second greater-than flag goes branch-free too.
+            record::<2, _>(&mut both.rec, layout, g, x, state, prev);
+            let level = coded_level_branchless(x, state);
+            record::<1, _>(&mut both.flat, layout, g, level, state, prev_level);
             prev = x;
-            state = next_state(state, coded_level(x, state));
+            prev_level = level;
+            state = next_state(state, level);
         }
     } else {
         let mut prev = 0i64;
         for &x in levels {
             let x = x as i64;
-            binarize(&mut rec, layout, g, x, 0, prev);
+            record::<1, _>(&mut both, layout, g, x, 0, prev);
             prev = x;
         }
     }
+    let Flat { pos, extra, .. } = both.flat;
+    scratch.flat_len = pos;
+    scratch.flat_bins = (pos as i64 + extra) as u64;
     let mut sets = vec![0u8; layout.len()];
+    let Some(bins) = scratch.bins.as_ref() else {
+        return sets;
+    };
     for c in layout.signalled(params.dq_flag) {
-        let (Some(buf), Some(set)) = (scratch.bins.get(c), sets.get_mut(c)) else {
+        let Some(set) = sets.get_mut(c) else {
             continue;
         };
-        if buf.words.is_empty() && buf.n == 0 {
+        let (words, last, n) = bins.bins(c);
+        if words.is_empty() && n == 0 {
             continue; // every cost is 0: set 0 wins
         }
         // Signalling a set other than 0 costs 3 bypass bins; ties go to the lowest set.
-        let costs = trial_costs(&buf.words, buf.cur, buf.n);
+        let costs = trial_costs(words, last, n);
         let (best, _) = costs
             .iter()
             .enumerate()
@@ -279,16 +497,60 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     sets
 }
 
-/// Bit estimates split by bin: `[bin][512 + (p >> 3)]`.
+/// Everything a trial-model step looks up for one bin value, in one block so that a single
+/// pointer per bin reaches every table and the shift selects a row at a constant offset.
+struct BinTables {
+    /// Bit estimate by `512 + (p >> 3)`.
+    est: [u32; 1024],
+    /// Next `a + 128` by `256 (shift_a - 4) + a + 128`.
+    next_ia: [u8; 1024],
+    /// Next `b + 2048` by `4096 (shift_b - 4) + b + 2048` (spec §3.4 via [`DELTA_B`]): one lookup,
+    /// the shortest dependency chain a model's `b` can have. `b + 2048` stays in 125..=3971.
+    next_bo: [u16; 1 << 14],
+}
+
+/// [`BinTables`] for bin 0 and bin 1.
 // Evaluated at compile time: an index out of range would fail the build.
 #[allow(clippy::indexing_slicing)]
-static EST_SPLIT: [[u32; 1024]; 2] = {
-    let mut t = [[0u32; 1024]; 2];
-    let mut i = 0;
-    while i < 1024 {
-        t[0][i] = EST_BITS[i][0];
-        t[1][i] = EST_BITS[i][1];
-        i += 1;
+static BIN_TABLES: [BinTables; 2] = {
+    let empty = BinTables {
+        est: [0; 1024],
+        next_ia: [0; 1024],
+        next_bo: [0; 1 << 14],
+    };
+    let mut t = [
+        empty,
+        BinTables {
+            est: [0; 1024],
+            next_ia: [0; 1024],
+            next_bo: [0; 1 << 14],
+        },
+    ];
+    let mut bin = 0;
+    while bin < 2 {
+        let mut i = 0;
+        while i < 1024 {
+            t[bin].est[i] = EST_BITS[i][bin];
+            i += 1;
+        }
+        let mut s = 0;
+        while s < 4 {
+            let mut i = 0;
+            while i < 256 {
+                t[bin].next_ia[256 * s + i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
+                i += 1;
+            }
+            let mut bo = 0;
+            while bo < 4096 {
+                // `16 + ((b - 1 + bin) >> 7) = (bo - 1 + bin) >> 7`, see [`DELTA_B`].
+                let j = ((bo + bin) as u32).wrapping_sub(1) >> 7 & 31;
+                let d = DELTA_B[s][bin][j as usize] as i32;
+                t[bin].next_bo[4096 * s + bo] = (bo as i32 + d) as u16;
+                bo += 1;
+            }
+            s += 1;
+        }
+        bin += 1;
     }
     t
 };
@@ -297,7 +559,7 @@ static EST_SPLIT: [[u32; 1024]; 2] = {
 ///
 /// The estimates are kept offset so that no lookup needs an offset or a sign: `ia = a + 128`
 /// (0..=255) and `bo = b + 2048` (positive), so that `(16 ia + bo) >> 3 = 512 + (p >> 3)` is the
-/// bit-estimate index and `(bo - 1 + bin) >> 7 = 16 + ((b - 1 + bin) >> 7)` the `b` step index.
+/// bit-estimate index and `bo` indexes the next `bo`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Lane {
     ia: u32,
@@ -305,99 +567,95 @@ struct Lane {
     acc: u64,
 }
 
-/// Next `a + 128` per `[shift_a - 4][bin][a + 128]`.
-// Evaluated at compile time: an index out of range would fail the build.
-#[allow(clippy::indexing_slicing)]
-static NEXT_IA: [[[u8; 256]; 2]; 4] = {
-    let mut t = [[[0u8; 256]; 2]; 4];
-    let mut s = 0;
-    while s < 4 {
-        let mut bin = 0;
-        while bin < 2 {
-            let mut i = 0;
-            while i < 256 {
-                t[s][bin][i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
-                i += 1;
-            }
-            bin += 1;
-        }
-        s += 1;
-    }
-    t
-};
-
-/// Advances one trial model by one bin (`t = bin - 1`), adding its cost to `acc`.
+/// Advances one trial model with shifts `SA`, `SB` (minus 4) by one bin (`tb` its tables),
+/// adding its cost to `acc`.
 #[inline(always)]
-fn step(
-    ia: &mut u32,
+fn step<const SA: usize, const SB: usize>(
+    ia: &mut u8,
     bo: &mut u32,
     acc: &mut u64,
-    t: u32,
-    est: &[u32; 1024],
-    na: &[u8; 256],
-    db: &[i16; 32],
+    tb: &BinTables,
 ) {
-    // The masks keep every index inside its table, so the `get`s compile to plain loads.
-    *acc += est
-        .get(((*ia << 4) + *bo) as usize >> 3 & 1023)
+    // `(16 ia + bo) >> 3 = 2 ia + (bo >> 3)`: 16 ia is a multiple of 8. The masks (and the u8
+    // index) keep every index inside its table, so the `get`s compile to plain loads.
+    let i = (2 * *ia as u32 + (*bo >> 3)) as usize & 1023;
+    *acc += tb.est.get(i).copied().unwrap_or(0) as u64;
+    *ia = tb
+        .next_ia
+        .get(256 * SA + *ia as usize)
         .copied()
-        .unwrap_or(0) as u64;
-    *ia = na.get(*ia as usize & 255).copied().unwrap_or(0) as u32;
-    let j = (bo.wrapping_add(t) >> 7) as usize & 31;
-    *bo = bo.wrapping_add(db.get(j).copied().unwrap_or(0) as i32 as u32);
+        .unwrap_or(0);
+    *bo = (tb.next_bo)
+        .get(4096 * SB + (*bo as usize & 4095))
+        .map_or(0, |&x| x as u32);
+}
+
+/// [`step`] for a model whose `b` estimate is `bo`, that of another lane advanced by that lane.
+#[inline(always)]
+fn step_shared<const SA: usize>(ia: &mut u8, bo: u32, acc: &mut u64, tb: &BinTables) {
+    let i = (2 * *ia as u32 + (bo >> 3)) as usize & 1023;
+    *acc += tb.est.get(i).copied().unwrap_or(0) as u64;
+    *ia = tb
+        .next_ia
+        .get(256 * SA + *ia as usize)
+        .copied()
+        .unwrap_or(0);
 }
 
 /// Runs the distinct lanes of all four shift groups over `n` bins of `bits` (LSB first), all
 /// interleaved so that the per-lane dependency chains overlap.
 ///
 /// `idx` lists the running lanes: `N0` of group 0 (shifts 5, 4), one of group 1 (4, 5), `N2` of
-/// group 2 (6, 6) and `N3` of group 3 (7, 5), in that order.
+/// group 2 (6, 6) and `N3` of group 3 (7, 5), in that order. The first `S3` lanes of group 3 have
+/// the `b` estimate of group 1 (same shift, same value), so only group 1 advances it.
 // Indexing is allowed here only: this is the innermost loop of the encoder's trial pass (its
 // bins come from the caller's levels, never from stream bytes), and written with `get` and
 // iterators it ran 4-6 % more instructions. Every index is in range: `run_word` dispatches only
-// N0 <= 3, N2 <= 3, N3 <= 2, so `k < total <= 9 = NUM_INIT_SETS`, the length of `a`, `b`,
+// N0 <= 3, N2 <= 3, S3 <= N3 <= 2, so `k < total <= 9 = NUM_INIT_SETS`, the length of `a`, `b`,
 // `acc` and `lanes`; `idx` holds `total` set numbers from `GROUPS` (all < 9); `bin` is a
-// masked bit, and the tables have 2 rows per bin. The proptests `trial_pass_*` check it against
+// masked bit, and there are 2 [`BinTables`]. The proptests `trial_pass_*` check it against
 // the lockstep reference of spec §8, and the round-trip fuzz target runs it on arbitrary levels.
 #[allow(clippy::indexing_slicing)]
 #[inline(always)]
-fn run_lanes<const N0: usize, const N2: usize, const N3: usize>(
+fn run_lanes<const N0: usize, const N2: usize, const N3: usize, const S3: usize>(
     lanes: &mut [Lane; NUM_INIT_SETS],
     idx: &[usize],
     bits: u64,
     n: u32,
 ) {
-    let mut a = [0u32; NUM_INIT_SETS];
+    let mut a = [0u8; NUM_INIT_SETS];
     let mut b = [0u32; NUM_INIT_SETS];
     let mut acc = [0u64; NUM_INIT_SETS];
     let total = N0 + 1 + N2 + N3;
     for k in 0..total {
         let l = lanes[idx[k]];
-        (a[k], b[k], acc[k]) = (l.ia, l.bo, l.acc);
+        (a[k], b[k], acc[k]) = (l.ia as u8, l.bo, l.acc);
     }
     for i in 0..n {
         let bin = ((bits >> i) & 1) as usize;
-        let t = (bin as u32).wrapping_sub(1);
-        let est = &EST_SPLIT[bin];
-        let (na0, db0) = (&NEXT_IA[1][bin], &DELTA_B[0][bin]);
-        let (na1, db1) = (&NEXT_IA[0][bin], &DELTA_B[1][bin]);
-        let (na2, db2) = (&NEXT_IA[2][bin], &DELTA_B[2][bin]);
-        let (na3, db3) = (&NEXT_IA[3][bin], &DELTA_B[1][bin]);
+        let tb = &BIN_TABLES[bin];
+        let b1 = b[N0];
         for k in 0..N0 {
-            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na0, db0);
+            step::<1, 0>(&mut a[k], &mut b[k], &mut acc[k], tb);
         }
         let k = N0;
-        step(&mut a[k], &mut b[k], &mut acc[k], t, est, na1, db1);
+        step::<0, 1>(&mut a[k], &mut b[k], &mut acc[k], tb);
         for k in N0 + 1..N0 + 1 + N2 {
-            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na2, db2);
+            step::<2, 2>(&mut a[k], &mut b[k], &mut acc[k], tb);
         }
-        for k in N0 + 1 + N2..total {
-            step(&mut a[k], &mut b[k], &mut acc[k], t, est, na3, db3);
+        for k in N0 + 1 + N2..N0 + 1 + N2 + S3 {
+            step_shared::<3>(&mut a[k], b1, &mut acc[k], tb);
         }
+        for k in N0 + 1 + N2 + S3..total {
+            step::<3, 1>(&mut a[k], &mut b[k], &mut acc[k], tb);
+        }
+    }
+    for k in N0 + 1 + N2..N0 + 1 + N2 + S3 {
+        b[k] = b[N0];
     }
     for k in 0..total {
         lanes[idx[k]] = Lane {
-            ia: a[k],
+            ia: a[k] as u32,
             bo: b[k],
             acc: acc[k],
         };
@@ -420,37 +678,84 @@ fn run_word(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u
         }
     }
     let idx = idx.get(..k).unwrap_or_default();
+    // Leading lanes of group 3 whose `b` is group 1's: set 7 always (sets 3 and 7 start with the
+    // same `b` and shift), set 8 once its `b` has met theirs.
+    let b1 = active[1].first().and_then(|&l| lanes.get(l)).map(|l| l.bo);
+    let s3 = active[3]
+        .iter()
+        .take_while(|&&l| lanes.get(l).map(|l| l.bo) == b1)
+        .count();
     macro_rules! dispatch {
-        ($(($n0:literal, $n2:literal, $n3:literal)),*) => {
-            match (active[0].len(), active[2].len(), active[3].len()) {
-                $(($n0, $n2, $n3) => run_lanes::<$n0, $n2, $n3>(lanes, idx, bits, n),)*
+        ($(($n0:literal, $n2:literal, $n3:literal, $s3:literal)),*) => {
+            match (active[0].len(), active[2].len(), active[3].len(), s3) {
+                $(($n0, $n2, $n3, $s3) => run_lanes::<$n0, $n2, $n3, $s3>(lanes, idx, bits, n),)*
                 _ => unreachable!("every group keeps one lane"),
             }
         };
     }
     dispatch!(
-        (1, 1, 1),
-        (1, 1, 2),
-        (1, 2, 1),
-        (1, 2, 2),
-        (1, 3, 1),
-        (1, 3, 2),
-        (2, 1, 1),
-        (2, 1, 2),
-        (2, 2, 1),
-        (2, 2, 2),
-        (2, 3, 1),
-        (2, 3, 2),
-        (3, 1, 1),
-        (3, 1, 2),
-        (3, 2, 1),
-        (3, 2, 2),
-        (3, 3, 1),
-        (3, 3, 2)
+        (1, 1, 1, 0),
+        (1, 1, 1, 1),
+        (1, 1, 2, 0),
+        (1, 1, 2, 1),
+        (1, 1, 2, 2),
+        (1, 2, 1, 0),
+        (1, 2, 1, 1),
+        (1, 2, 2, 0),
+        (1, 2, 2, 1),
+        (1, 2, 2, 2),
+        (1, 3, 1, 0),
+        (1, 3, 1, 1),
+        (1, 3, 2, 0),
+        (1, 3, 2, 1),
+        (1, 3, 2, 2),
+        (2, 1, 1, 0),
+        (2, 1, 1, 1),
+        (2, 1, 2, 0),
+        (2, 1, 2, 1),
+        (2, 1, 2, 2),
+        (2, 2, 1, 0),
+        (2, 2, 1, 1),
+        (2, 2, 2, 0),
+        (2, 2, 2, 1),
+        (2, 2, 2, 2),
+        (2, 3, 1, 0),
+        (2, 3, 1, 1),
+        (2, 3, 2, 0),
+        (2, 3, 2, 1),
+        (2, 3, 2, 2),
+        (3, 1, 1, 0),
+        (3, 1, 1, 1),
+        (3, 1, 2, 0),
+        (3, 1, 2, 1),
+        (3, 1, 2, 2),
+        (3, 2, 1, 0),
+        (3, 2, 1, 1),
+        (3, 2, 2, 0),
+        (3, 2, 2, 1),
+        (3, 2, 2, 2),
+        (3, 3, 1, 0),
+        (3, 3, 1, 1),
+        (3, 3, 2, 0),
+        (3, 3, 2, 1),
+        (3, 3, 2, 2)
     );
 }
 
-/// Costs `acc[e]` of spec §8 for one context's bin sequence: full words, then `n` bins of `last`.
+/// Whether two running lanes of one group have the same state (and so can merge). Cheaper
+/// than the merge itself, which would otherwise run after every word: sets 7 and 8 rarely
+/// meet (with shift 7 an `a` estimate within 8 of 0 never moves).
+fn any_equal(lanes: &[Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4]) -> bool {
+    let state = |l: usize| lanes.get(l).map(|x| (x.ia, x.bo));
+    active.iter().any(|grp| {
+        grp.iter()
+            .enumerate()
+            .any(|(i, &x)| grp.iter().skip(i + 1).any(|&y| state(x) == state(y)))
+    })
+}
+
+/// Costs `acc[e]` of spec §8 for one context's bin sequence: full words of [`WORD_BINS`] bins,
+/// then `n` bins of `last` (each word's first bin lowest).
 ///
 /// Models of the same shift group whose `(a, b)` become equal stay equal forever, so from then on
 /// only one of them runs and the others keep a constant offset in cost.
@@ -490,8 +795,8 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
     };
     merge(&lanes, &mut active);
     for &w in words {
-        run_word(&mut lanes, &active, w, 64);
-        if active[0].len() + active[2].len() + active[3].len() > 3 {
+        run_word(&mut lanes, &active, w, WORD_BINS);
+        if active[0].len() + active[2].len() + active[3].len() > 3 && any_equal(&lanes, &active) {
             merge(&lanes, &mut active);
         }
     }
@@ -543,26 +848,124 @@ pub(crate) fn encode_layer(
         }
         *model(ctx, c)? = ContextModel::new(e as usize);
     }
-    let bins = {
-        let (st, out) = enc.parts();
-        let mut w = Writer {
-            st: *st,
-            out,
-            ctx,
-            bins: 0,
-            missed: false,
-        };
-        encode_levels(&mut w, levels, layout, params);
-        *st = w.st;
-        if w.missed {
-            return Err(Error::InvalidParameter(
-                "internal: a bin's context is outside the layout".into(),
-            ));
+    let (st, out) = enc.parts();
+    let (ok, bins) = if let Some(sets) = &sets {
+        let models = scratch.models.get_or_insert_with(new_replay_models);
+        for (m, &e) in models.iter_mut().zip(sets) {
+            *m = EncModel::new(e as usize);
         }
-        w.bins
+        let mut regs = *st;
+        let flat = scratch.flat.get(..scratch.flat_len).unwrap_or_default();
+        replay(&mut regs, out, models, flat);
+        *st = regs;
+        (true, scratch.flat_bins)
+    } else {
+        encode_direct(st, out, ctx, levels, params)
     };
+    if !ok {
+        return Err(Error::InvalidParameter(
+            "internal: a bin's context is outside the layout".into(),
+        ));
+    }
     enc.add_bins(bins);
     Ok(())
+}
+
+/// The encoder's copy of a context model for [`replay`]: the estimates and the shifts alone
+/// (the coding engine's row and MPS are derived per bin, off its critical path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct EncModel {
+    /// `b + 2048`.
+    bo: u16,
+    /// `a + 128`.
+    ia: u8,
+    /// `256 (shift_a - 4)`: the model's rows in [`BinTables::next_ia`].
+    ra: u16,
+    /// `4096 (shift_b - 4)`: the model's rows in [`BinTables::next_bo`].
+    rb: u16,
+}
+
+impl EncModel {
+    /// A model in initialisation set `set` (out-of-range sets saturate to the last).
+    fn new(set: usize) -> Self {
+        let (sh0, sh1, p, a) = INIT_SETS
+            .get(set.min(NUM_INIT_SETS - 1))
+            .copied()
+            .unwrap_or_default();
+        EncModel {
+            bo: (p as i32 - 16 * a as i32 + 2048) as u16,
+            ia: (a as i32 + 128) as u8,
+            ra: 256 * (sh0 & 3) as u16,
+            rb: 4096 * (sh1.saturating_sub(4) & 3) as u16,
+        }
+    }
+}
+
+/// One model per context number a [`Flat`] entry can hold (15 bits), so that indexing by an
+/// entry needs no bounds check (and the hot loop no register for a length).
+type ReplayModels = [EncModel; 1 << 15];
+
+/// A zeroed [`ReplayModels`], built on the heap.
+fn new_replay_models() -> Box<ReplayModels> {
+    let v = vec![EncModel::default(); 1 << 15].into_boxed_slice();
+    match v.try_into() {
+        Ok(b) => b,
+        // The length is right, so this is never taken.
+        Err(_) => Box::new([EncModel::default(); 1 << 15]),
+    }
+}
+
+/// Codes the bins recorded by [`Flat`] with contexts `models`.
+#[inline(always)]
+fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: &[u16]) {
+    let mut it = flat.iter();
+    while let Some(&e) = it.next() {
+        if e < BYPASS {
+            let bin = (e & 1) as usize;
+            // `e >> 1 < 2^15`: the fallback is dead code.
+            let Some(m) = models.get_mut((e >> 1) as usize) else {
+                continue;
+            };
+            let pp = 16 * m.ia as u32 + m.bo as u32; // p + 4096
+            st.encode_with_q(out, bin as u32 != (pp >> 12) & 1, pp >> 7);
+            // `bin` is one bit and the rows are masked: the fallbacks are dead code.
+            let Some(tb) = BIN_TABLES.get(bin) else {
+                continue;
+            };
+            let ia = (m.ra as usize + m.ia as usize) & 1023;
+            m.ia = tb.next_ia.get(ia).copied().unwrap_or(0);
+            let bo = (m.rb as usize + (m.bo as usize & 4095)) & 0x3FFF;
+            m.bo = tb.next_bo.get(bo).copied().unwrap_or(0);
+        } else {
+            let hi = it.next().copied().unwrap_or(0) as u32;
+            let lo = it.next().copied().unwrap_or(0) as u32;
+            st.encode_bypass_bits(out, hi << 16 | lo, (e & 63) as u32);
+        }
+    }
+}
+
+/// Binarizes and codes `levels` (the encode without a trial pass); returns whether every bin's
+/// context was in `ctx` and the number of bins.
+// Out of line: inlined beside the trial pass's replay, its loop ran ~3 % more instructions
+// (register allocation of the larger function).
+#[inline(never)]
+fn encode_direct(
+    st: &mut EncState,
+    out: &mut EncOut,
+    ctx: &mut [ContextModel],
+    levels: &[i32],
+    params: &LayerParams,
+) -> (bool, u64) {
+    let mut w = Writer {
+        st: *st,
+        out,
+        ctx,
+        bins: 0,
+        missed: false,
+    };
+    encode_levels(&mut w, levels, params.layout(), params);
+    *st = w.st;
+    (!w.missed, w.bins)
 }
 
 /// The level loop of [`encode_layer`].
@@ -816,6 +1219,29 @@ mod tests {
                 }
             }
         }
+        // Both forms equal the spec's case analysis.
+        let spec = |r: i64, q: i64| match r.signum() {
+            1 => (r + q) >> 1,
+            -1 => (r - q) >> 1,
+            _ => 0,
+        };
+        let extremes = [
+            i32::MIN as i64,
+            i32::MIN as i64 + 1,
+            i32::MAX as i64 - 1,
+            i32::MAX as i64,
+        ];
+        for r in (-300i64..=300).chain(extremes) {
+            for state in 0..8u32 {
+                let want = spec(r, (state & 1) as i64);
+                assert_eq!(coded_level(r, state), want, "r {r} state {state}");
+                assert_eq!(
+                    coded_level_branchless(r, state),
+                    want,
+                    "r {r} state {state}"
+                );
+            }
+        }
         // Quirks listed in spec §6.2.
         assert_eq!(coded_level(3, 0), 1);
         assert_eq!(coded_level(1, 0), 0);
@@ -861,8 +1287,8 @@ mod tests {
         let sets = choose_init_sets(levels, params, &mut s);
         let layout = params.layout();
         for c in layout.signalled(params.dq_flag) {
-            let b = &s.bins[c];
-            let got = trial_costs(&b.words, b.cur, b.n);
+            let (words, last, n) = s.bins.as_ref().unwrap().bins(c);
+            let got = trial_costs(words, last, n);
             assert_eq!(got, want[c], "context {c}");
             let cost = |e: usize| want[c][e] + if e > 0 { 3 * 32768 } else { 0 };
             let best = (1..NUM_INIT_SETS).fold(0, |m, e| if cost(e) < cost(m) { e } else { m });
@@ -899,6 +1325,142 @@ mod tests {
             let levels: Vec<i32> = runs.iter().flat_map(|&(n, v)| std::iter::repeat(v).take(n)).collect();
             let p = LayerParams { dq_flag: dq, num_gtx_flags: 3, ..Default::default() };
             trial_matches_reference(&levels, &p);
+        }
+    }
+
+    /// A [`Record`] that keeps what it is sent, skipping bins sent with `valid` 0.
+    #[derive(Default)]
+    struct Log(Vec<(Option<usize>, u32, u32)>);
+    impl BinSink for Log {
+        fn regular(&mut self, ctx: usize, bin: u32) {
+            self.0.push((Some(ctx), bin, 1));
+        }
+        fn bypass(&mut self, value: u32, n: u32) {
+            self.0.push((None, value, n));
+        }
+    }
+    impl Record for Log {
+        fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
+            assert!(valid == 1 || bin == 0, "a skipped bin must be 0");
+            if valid == 1 {
+                self.regular(ctx, bin);
+            }
+        }
+    }
+
+    #[test]
+    fn record_emits_the_bins_of_binarize() {
+        let mut levels: Vec<i64> = (-70..=70).collect();
+        levels.extend([i32::MIN as i64, i32::MAX as i64, 1 << 20, -(1 << 20) - 3]);
+        for g in [1u32, 2, 3, 11, 40] {
+            let layout = ContextLayout::new(g);
+            for &level in &levels {
+                for (state, prev) in [(0, 0), (3, -2), (6, 5), (7, 0)] {
+                    let (mut want, mut got) = (Log::default(), Log::default());
+                    binarize(&mut want, layout, g, level, state, prev);
+                    record::<1, _>(&mut got, layout, g, level, state, prev);
+                    assert_eq!(got.0, want.0, "g {g} level {level} state {state}");
+                    let mut got2 = Log::default();
+                    record::<2, _>(&mut got2, layout, g, level, state, prev);
+                    assert_eq!(got2.0, want.0, "K 2, g {g} level {level} state {state}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flat_record_replays_to_the_direct_encode() {
+        // Levels with bypass runs (magnitudes past G + 1) and a record that must grow.
+        let levels: Vec<i32> = (0..20_000)
+            .map(|i: i32| match i % 7 {
+                0 => 0,
+                1 => (i % 100) - 50,
+                2 => -(1 << (i % 31)),
+                3 => i32::MAX - i,
+                _ => (i % 3) - 1,
+            })
+            .collect();
+        for dq_flag in [false, true] {
+            let p = LayerParams {
+                dq_flag,
+                num_gtx_flags: 3,
+                ..Default::default()
+            };
+            let mut s = Scratch::default();
+            let sets = choose_init_sets(&levels, &p, &mut s);
+            // The replayed bins equal a direct encode with the same sets, and so do the counts.
+            let mut direct = ArithEncoder::new();
+            let mut ctx: Vec<ContextModel> = sets
+                .iter()
+                .map(|&e| ContextModel::new(e as usize))
+                .collect();
+            let mut w = {
+                let (st, out) = direct.parts();
+                Writer {
+                    st: *st,
+                    out,
+                    ctx: &mut ctx,
+                    bins: 0,
+                    missed: false,
+                }
+            };
+            encode_levels(&mut w, &levels, p.layout(), &p);
+            let (st, bins) = (w.st, w.bins);
+            *direct.parts().0 = st;
+            assert_eq!(bins, s.flat_bins);
+            let mut replayed = ArithEncoder::new();
+            let mut models = new_replay_models();
+            for (m, &e) in models.iter_mut().zip(&sets) {
+                *m = EncModel::new(e as usize);
+            }
+            {
+                let (st, out) = replayed.parts();
+                replay(st, out, &mut models, &s.flat[..s.flat_len]);
+            }
+            assert_eq!(replayed.finish(), direct.finish(), "dq {dq_flag}");
+        }
+    }
+
+    #[test]
+    fn next_estimate_tables_follow_the_spec_update() {
+        use crate::tables::CURVE;
+        for (bin, tb) in BIN_TABLES.iter().enumerate() {
+            let sgn = if bin == 1 { 1 } else { -1 };
+            for sh in 0..4usize {
+                for b in -1923i32..=1923 {
+                    let want = b + sgn * (CURVE[(16 + ((sgn * b) >> 7)) as usize] >> (sh + 4));
+                    let bo = 4096 * sh + (b + 2048) as usize;
+                    assert_eq!(tb.next_bo[bo] as i32, want + 2048);
+                }
+                for a in -123i32..=123 {
+                    let want = a + sgn * (CURVE[(16 + ((sgn * a) >> 3)) as usize] >> (sh + 4));
+                    assert_eq!(tb.next_ia[256 * sh + (a + 128) as usize] as i32, want + 128);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bin_record_returns_what_was_pushed() {
+        let mut r = BinRecord::new();
+        for len in [0usize, 1, 62, 63, 64, 126, 127, 200] {
+            r.reset(3);
+            let want: Vec<u32> = (0..len)
+                .map(|i| ((i * 7 + i / 5) % 3 == 0) as u32)
+                .collect();
+            for (i, &b) in want.iter().enumerate() {
+                r.push_if(1, b, 1);
+                r.push_if(1, 1, 0); // not recorded
+                r.push_if(2, (i % 2) as u32, 1);
+            }
+            let (words, last, n) = r.bins(1);
+            let mut got = Vec::new();
+            for &w in words {
+                got.extend((0..WORD_BINS).map(|i| ((w >> i) & 1) as u32));
+            }
+            got.extend((0..n).map(|i| ((last >> i) & 1) as u32));
+            assert_eq!(got, want, "len {len}");
+            assert_eq!(r.bins(0), (&[][..], 0, 0));
         }
     }
 
