@@ -319,6 +319,16 @@ fn record<const K: u32, S: Record>(
     }
 }
 
+/// Entries a [`Flat`] record may hold before the trial pass stops adding to it (one level's
+/// entries past it at most). The levels after that are binarized again by the real encode:
+/// the record is a speed-up whose memory must stay a constant (4 MiB of entries, about a
+/// million Laplacian levels), not a multiple of the layer (a dense layer takes 20+ entries a
+/// level). Unit tests use a small budget so that layers of a few thousand levels cross it.
+#[cfg(not(test))]
+const FLAT_BUDGET: usize = 1 << 21;
+#[cfg(test)]
+const FLAT_BUDGET: usize = 1 << 12;
+
 /// Marks a run of bypass bins in a [`Flat`] record: `BYPASS | n`, then the value's high and
 /// low 16 bits. Regular entries are `2 ctx + bin < 2 * 16474`, all below it.
 const BYPASS: u16 = 0xF000;
@@ -415,6 +425,10 @@ pub(crate) struct Scratch {
     flat: Vec<u16>,
     flat_len: usize,
     flat_bins: u64,
+    /// The levels the record holds (`..flat_levels`; the rest are coded directly, see
+    /// [`FLAT_BUDGET`]), and the trellis state and previous coded level after them.
+    flat_levels: usize,
+    flat_walk: (u32, i64),
     /// The contexts of [`replay`], allocated on first use.
     models: Option<Box<ReplayModels>>,
 }
@@ -436,9 +450,13 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     let bins = scratch.bins.get_or_insert_with(BinRecord::new);
     bins.reset(layout.len());
     let rec = Recorder { rec: bins };
-    // Room for about two bins a level (Laplacian layers with 60 % zeros take 1.9); more grows.
-    // A fresh zeroed vector comes from the allocator already zeroed (no fill, no copy).
-    let room = levels.len().saturating_mul(2).saturating_add(1 << 10);
+    // Room for about two bins a level (Laplacian layers with 60 % zeros take 1.9), within the
+    // budget; more grows. A fresh zeroed vector comes from the allocator already zeroed.
+    let room = levels
+        .len()
+        .saturating_mul(2)
+        .saturating_add(1 << 10)
+        .min(FLAT_BUDGET + (1 << 10));
     if scratch.flat.len() < room {
         scratch.flat = vec![0; room];
     }
@@ -448,9 +466,12 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
         extra: 0,
     };
     let mut both = Both { rec, flat };
+    let mut it = levels.iter();
+    let mut recorded = 0;
+    let walk;
     if params.dq_flag {
         let (mut state, mut prev, mut prev_level) = (0u32, 0i64, 0i64);
-        for &x in levels {
+        for &x in it.by_ref() {
             let x = x as i64;
             // The reference binarizes the caller's value (not the coded level) here: quirk of §8.
             // Indices of magnitude 2 are as common as 1 (a dependent quantizer's output), so
@@ -461,18 +482,42 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
             prev = x;
             prev_level = level;
             state = next_state(state, level);
+            recorded += 1;
+            if both.flat.pos >= FLAT_BUDGET {
+                break;
+            }
+        }
+        walk = (state, prev_level);
+        // Past the budget the trial pass records alone.
+        for &x in it {
+            let x = x as i64;
+            record::<2, _>(&mut both.rec, layout, g, x, state, prev);
+            prev = x;
+            state = next_state(state, coded_level_branchless(x, state));
         }
     } else {
         let mut prev = 0i64;
-        for &x in levels {
+        for &x in it.by_ref() {
             let x = x as i64;
             record::<1, _>(&mut both, layout, g, x, 0, prev);
+            prev = x;
+            recorded += 1;
+            if both.flat.pos >= FLAT_BUDGET {
+                break;
+            }
+        }
+        walk = (0, prev);
+        for &x in it {
+            let x = x as i64;
+            record::<1, _>(&mut both.rec, layout, g, x, 0, prev);
             prev = x;
         }
     }
     let Flat { pos, extra, .. } = both.flat;
     scratch.flat_len = pos;
     scratch.flat_bins = (pos as i64 + extra) as u64;
+    scratch.flat_levels = recorded;
+    scratch.flat_walk = walk;
     let mut sets = vec![0u8; layout.len()];
     let Some(bins) = scratch.bins.as_ref() else {
         return sets;
@@ -858,7 +903,17 @@ pub(crate) fn encode_layer(
         let flat = scratch.flat.get(..scratch.flat_len).unwrap_or_default();
         replay(&mut regs, out, models, flat);
         *st = regs;
-        (true, scratch.flat_bins)
+        let rest = levels.get(scratch.flat_levels..).unwrap_or_default();
+        if rest.is_empty() {
+            (true, scratch.flat_bins)
+        } else {
+            // The record stopped at its budget: carry the models over and code the rest.
+            for (c, m) in ctx.iter_mut().zip(models.iter()) {
+                *c = m.to_context_model();
+            }
+            let (ok, bins) = encode_direct_from(st, out, ctx, rest, params, scratch.flat_walk);
+            (ok, scratch.flat_bins + bins)
+        }
     } else {
         encode_direct(st, out, ctx, levels, params)
     };
@@ -886,6 +941,16 @@ struct EncModel {
 }
 
 impl EncModel {
+    /// The same model in the layout of the direct encoder.
+    fn to_context_model(self) -> ContextModel {
+        ContextModel::from_estimates(
+            self.ia,
+            self.bo,
+            (self.ra / 256) as u8,
+            (self.rb / 4096) as u8,
+        )
+    }
+
     /// A model in initialisation set `set` (out-of-range sets saturate to the last).
     fn new(set: usize) -> Self {
         let (sh0, sh1, p, a) = INIT_SETS
@@ -956,6 +1021,20 @@ fn encode_direct(
     levels: &[i32],
     params: &LayerParams,
 ) -> (bool, u64) {
+    encode_direct_from(st, out, ctx, levels, params, (0, 0))
+}
+
+/// [`encode_direct`] of levels that follow others: `walk` is the trellis state and the previous
+/// coded level after those.
+#[inline(never)]
+fn encode_direct_from(
+    st: &mut EncState,
+    out: &mut EncOut,
+    ctx: &mut [ContextModel],
+    levels: &[i32],
+    params: &LayerParams,
+    walk: (u32, i64),
+) -> (bool, u64) {
     let mut w = Writer {
         st: *st,
         out,
@@ -963,17 +1042,23 @@ fn encode_direct(
         bins: 0,
         missed: false,
     };
-    encode_levels(&mut w, levels, params.layout(), params);
+    encode_levels(&mut w, levels, params.layout(), params, walk);
     *st = w.st;
     (!w.missed, w.bins)
 }
 
 /// The level loop of [`encode_layer`].
 #[inline(always)]
-fn encode_levels(w: &mut Writer<'_>, levels: &[i32], layout: ContextLayout, params: &LayerParams) {
+fn encode_levels(
+    w: &mut Writer<'_>,
+    levels: &[i32],
+    layout: ContextLayout,
+    params: &LayerParams,
+    walk: (u32, i64),
+) {
     let g = params.num_gtx_flags;
     if params.dq_flag {
-        let (mut state, mut prev) = (0u32, 0i64);
+        let (mut state, mut prev) = walk;
         for &r in levels {
             let level = coded_level(r as i64, state);
             binarize(w, layout, g, level, state, prev);
@@ -981,7 +1066,7 @@ fn encode_levels(w: &mut Writer<'_>, levels: &[i32], layout: ContextLayout, para
             state = next_state(state, level);
         }
     } else {
-        let mut prev = 0i64;
+        let mut prev = walk.1;
         for &r in levels {
             let level = r as i64;
             binarize(w, layout, g, level, 0, prev);
@@ -1370,8 +1455,9 @@ mod tests {
 
     #[test]
     fn flat_record_replays_to_the_direct_encode() {
-        // Levels with bypass runs (magnitudes past G + 1) and a record that must grow.
-        let levels: Vec<i32> = (0..20_000)
+        // Levels with bypass runs (magnitudes past G + 1) and a record that must grow; the long
+        // layer crosses the record's budget (small in tests), the short one does not.
+        let long: Vec<i32> = (0..20_000)
             .map(|i: i32| match i % 7 {
                 0 => 0,
                 1 => (i % 100) - 50,
@@ -1380,44 +1466,47 @@ mod tests {
                 _ => (i % 3) - 1,
             })
             .collect();
-        for dq_flag in [false, true] {
-            let p = LayerParams {
-                dq_flag,
-                num_gtx_flags: 3,
-                ..Default::default()
-            };
-            let mut s = Scratch::default();
-            let sets = choose_init_sets(&levels, &p, &mut s);
-            // The replayed bins equal a direct encode with the same sets, and so do the counts.
-            let mut direct = ArithEncoder::new();
-            let mut ctx: Vec<ContextModel> = sets
-                .iter()
-                .map(|&e| ContextModel::new(e as usize))
-                .collect();
-            let mut w = {
-                let (st, out) = direct.parts();
-                Writer {
-                    st: *st,
-                    out,
-                    ctx: &mut ctx,
-                    bins: 0,
-                    missed: false,
+        for levels in [&long[..], &long[..100]] {
+            for dq_flag in [false, true] {
+                let p = LayerParams {
+                    dq_flag,
+                    num_gtx_flags: 3,
+                    ..Default::default()
+                };
+                let mut s = Scratch::default();
+                let sets = choose_init_sets(levels, &p, &mut s);
+                assert_eq!(s.flat_levels < levels.len(), levels.len() == long.len());
+                // The replayed bins, then the rest coded directly, equal a direct encode with
+                // the same sets, and so do the counts.
+                let fresh = || -> Vec<ContextModel> {
+                    sets.iter()
+                        .map(|&e| ContextModel::new(e as usize))
+                        .collect()
+                };
+                let mut direct = ArithEncoder::new();
+                let mut ctx = fresh();
+                let (ok, bins) = {
+                    let (st, out) = direct.parts();
+                    encode_direct(st, out, &mut ctx, levels, &p)
+                };
+                assert!(ok);
+                let mut replayed = ArithEncoder::new();
+                let mut models = new_replay_models();
+                for (m, &e) in models.iter_mut().zip(&sets) {
+                    *m = EncModel::new(e as usize);
                 }
-            };
-            encode_levels(&mut w, &levels, p.layout(), &p);
-            let (st, bins) = (w.st, w.bins);
-            *direct.parts().0 = st;
-            assert_eq!(bins, s.flat_bins);
-            let mut replayed = ArithEncoder::new();
-            let mut models = new_replay_models();
-            for (m, &e) in models.iter_mut().zip(&sets) {
-                *m = EncModel::new(e as usize);
-            }
-            {
                 let (st, out) = replayed.parts();
                 replay(st, out, &mut models, &s.flat[..s.flat_len]);
+                let mut ctx = fresh();
+                for (c, m) in ctx.iter_mut().zip(models.iter()) {
+                    *c = m.to_context_model();
+                }
+                let rest = &levels[s.flat_levels..];
+                let (ok, rest_bins) = encode_direct_from(st, out, &mut ctx, rest, &p, s.flat_walk);
+                assert!(ok);
+                assert_eq!(bins, s.flat_bins + rest_bins);
+                assert_eq!(replayed.finish(), direct.finish(), "dq {dq_flag}");
             }
-            assert_eq!(replayed.finish(), direct.finish(), "dq {dq_flag}");
         }
     }
 
