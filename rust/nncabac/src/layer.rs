@@ -799,6 +799,243 @@ fn any_equal(lanes: &[Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4]) -> bool {
     })
 }
 
+/// Shortest run of one bin value that the trial pass codes per lane in closed form
+/// ([`skip_run`]) rather than stepping (16..=32, see [`long_runs`]). Shorter runs are stepped:
+/// with 16, the closed forms of the Laplacian benchmark's runs of zeros took as many
+/// instructions as stepping them, and 24 loses nothing measurable on dense layers.
+const MIN_SKIP: u32 = 24;
+const _: () = assert!(MIN_SKIP >= 16 && MIN_SKIP <= 32);
+
+/// `(shift_a - 4, shift_b - 4)` of each shift group of [`GROUPS`].
+const GROUP_SHIFTS: [(usize, usize); 4] = [(1, 0), (0, 1), (2, 2), (3, 1)];
+
+/// The strides `d` by which `x = 16 (a + 128) + b + 2048` moves per bin while a run moves both
+/// estimates (`16 ca + cb`), `a` alone (`16 ca`) or `b` alone (`cb`), where `ca = 64 >> shift_a`
+/// and `cb = 64 >> shift_b` are the constant steps of spec §3.4 between 0 and the fixed point.
+const STRIDES: [usize; 9] = [1, 2, 4, 16, 17, 32, 36, 64, 66];
+
+/// Row of `d` in [`RUN_SUMS`].
+#[inline(always)]
+fn stride_row(d: u32) -> Option<usize> {
+    STRIDES.iter().position(|&s| s == d as usize)
+}
+
+/// Sums of bit estimates along chains of stride `d` (`[bin][row of d][x]`, `x < 8192`), so that
+/// the estimates of a run whose model moves `x` by a constant stride are one difference:
+/// for bin 1, `T[x] = T[x - d] + EST_BITS[(x - d) >> 3][1]` (`T[x + d t] - T[x]` sums the
+/// estimates at `x, x + d, ..`); for bin 0, `T[x] = T[x - d] + EST_BITS[x >> 3][0]`
+/// (`T[x] - T[x - d t]` sums those at `x, x - d, ..`). Each chain is a sum of at most 8192
+/// estimates below 2^18, so it fits in 32 bits.
+// Evaluated at compile time: an index out of range would fail the build.
+#[allow(clippy::indexing_slicing)]
+static RUN_SUMS: [[[u32; 8192]; 9]; 2] = {
+    let mut t = [[[0u32; 8192]; 9]; 2];
+    let mut r = 0;
+    while r < 9 {
+        let d = STRIDES[r];
+        let mut x = 0;
+        while x < 8192 {
+            if x >= d {
+                t[1][r][x] = t[1][r][x - d] + EST_BITS[(x - d) >> 3][1];
+                t[0][r][x] = t[0][r][x - d] + EST_BITS[x >> 3][0];
+            } else {
+                t[0][r][x] = EST_BITS[x >> 3][0];
+            }
+            x += 1;
+        }
+        r += 1;
+    }
+    t
+};
+
+/// Sum of the bit estimates of `t` bins of value `v` from `x` on, `x` moving by `d` per bin
+/// (up for 1, down for 0). The chain stays inside the table: the caller's estimates stay in
+/// their ranges, so `x` does.
+#[inline(always)]
+fn run_sum(v: usize, d: u32, x: u32, t: u32) -> u64 {
+    let sum = |row: &[u32; 8192], hi: u32, lo: u32| {
+        let h = row.get(hi as usize & 8191).copied().unwrap_or(0);
+        let l = row.get(lo as usize & 8191).copied().unwrap_or(0);
+        h.wrapping_sub(l) as u64
+    };
+    let est = |x: u32| {
+        let e = EST_BITS.get((x >> 3) as usize & 1023);
+        e.and_then(|e| e.get(v & 1)).copied().unwrap_or(0) as u64
+    };
+    if t == 0 {
+        return 0;
+    }
+    if d == 0 {
+        return t as u64 * est(x);
+    }
+    let row = stride_row(d).and_then(|r| RUN_SUMS.get(v & 1).and_then(|b| b.get(r)));
+    match row {
+        Some(row) if v == 1 => sum(row, x.wrapping_add(d * t), x),
+        Some(row) => sum(row, x, x.wrapping_sub(d * t)),
+        // Every stride a lane can take is listed: dead code, kept correct.
+        None => (0..t)
+            .map(|k| {
+                let y = if v == 1 {
+                    x.wrapping_add(d * k)
+                } else {
+                    x.wrapping_sub(d * k)
+                };
+                est(y)
+            })
+            .sum(),
+    }
+}
+
+/// Advances one lane with shifts `(sa, sb)` (minus 4) over a run of `r` bins of value `v`.
+///
+/// Spec §3.4 moves `a` by the constant `ca = CURVE[16..31] >> shift_a = 64 >> shift_a` per bin
+/// of a run of 1s while `0 <= a < 120`, and leaves it unchanged from 120 on (`CURVE[31] = 0`);
+/// `b` likewise by `cb = 64 >> shift_b` while `0 <= b < 1920`; runs of 0s mirror this. So once
+/// both estimates are in that region (or fixed), `x = 16 (a + 128) + b + 2048`, whose `x >> 3`
+/// indexes the estimate, moves by a constant stride in at most three stretches (both moving,
+/// one moving, none), each summed by [`run_sum`]. Until then the lane is stepped.
+#[inline(always)]
+fn lane_run(l: &mut Lane, (sa, sb): (usize, usize), v: usize, r: u32) {
+    let Some(tb) = BIN_TABLES.get(v & 1) else {
+        return; // dead code: `v & 1` is 0 or 1
+    };
+    let mut left = r;
+    let (mut ia, mut bo) = (l.ia & 255, l.bo & 4095);
+    let (a_fixed, b_fixed) = loop {
+        let nia = tb.next_ia.get(256 * (sa & 3) + ia as usize).copied();
+        let nbo = tb.next_bo.get(4096 * (sb & 3) + bo as usize).copied();
+        let (nia, nbo) = (nia.unwrap_or(0) as u32, nbo.unwrap_or(0) as u32);
+        let (a_fixed, b_fixed) = (nia == ia, nbo == bo);
+        let (a_in, b_in) = if v == 1 {
+            (ia >= 128, bo >= 2048)
+        } else {
+            (ia <= 128, bo <= 2048)
+        };
+        if (a_fixed || a_in) && (b_fixed || b_in) || left == 0 {
+            break (a_fixed, b_fixed);
+        }
+        let i = (2 * ia + (bo >> 3)) as usize & 1023;
+        l.acc += tb.est.get(i).copied().unwrap_or(0) as u64;
+        (ia, bo) = (nia & 255, nbo & 4095);
+        left -= 1;
+    };
+    let ca = if a_fixed { 0 } else { 64 >> ((sa & 3) + 4) };
+    let cb = if b_fixed { 0 } else { 64 >> ((sb & 3) + 4) };
+    // Bins until each estimate reaches its fixed point (a not fixed is short of it).
+    let (mut ta, mut tb_) = match (v, ca, cb) {
+        (_, 0, 0) => (0, 0),
+        (1, _, _) => (
+            if ca == 0 {
+                0
+            } else {
+                248u32.saturating_sub(ia).div_ceil(ca)
+            },
+            if cb == 0 {
+                0
+            } else {
+                3968u32.saturating_sub(bo).div_ceil(cb)
+            },
+        ),
+        _ => (
+            if ca == 0 {
+                0
+            } else {
+                ia.saturating_sub(8).div_ceil(ca)
+            },
+            if cb == 0 {
+                0
+            } else {
+                bo.saturating_sub(128).div_ceil(cb)
+            },
+        ),
+    };
+    while left > 0 {
+        let x = 16 * ia + bo;
+        if ta == 0 && tb_ == 0 {
+            l.acc += run_sum(v, 0, x, left);
+            break;
+        }
+        let t = left
+            .min(if ta > 0 { ta } else { u32::MAX })
+            .min(if tb_ > 0 { tb_ } else { u32::MAX });
+        let (da, db) = (
+            if ta > 0 { ca * t } else { 0 },
+            if tb_ > 0 { cb * t } else { 0 },
+        );
+        let d = 16 * (if ta > 0 { ca } else { 0 }) + if tb_ > 0 { cb } else { 0 };
+        l.acc += run_sum(v, d, x, t);
+        // `t <= ta`, so `a` stops at its fixed point (`ia <= 251`, or `ia >= 9 - ca` for 0s),
+        // and so does `b`: no wrap-around happens (wrapping ops only keep overflow checks out).
+        if v == 1 {
+            (ia, bo) = (ia.wrapping_add(da), bo.wrapping_add(db));
+        } else {
+            (ia, bo) = (ia.wrapping_sub(da), bo.wrapping_sub(db));
+        }
+        ta = ta.saturating_sub(t);
+        tb_ = tb_.saturating_sub(t);
+        left -= t;
+    }
+    (l.ia, l.bo) = (ia, bo);
+}
+
+/// Advances every running lane over a run of `r` bins of value `v` (see [`lane_run`]).
+fn skip_run(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], v: usize, r: u32) {
+    for (grp, sh) in active.iter().zip(GROUP_SHIFTS) {
+        for &l in grp {
+            if let Some(x) = lanes.get_mut(l) {
+                lane_run(x, sh, v, r);
+            }
+        }
+    }
+}
+
+/// Bits `i` of `m` such that bits `i..i + MIN_SKIP` are all set.
+#[inline(always)]
+fn long_runs(m: u64) -> u64 {
+    // Runs of at least 2, 4, 8, 16 bits, then `MIN_SKIP` (16..=32) as two overlapping 16s.
+    let x = m & (m >> 1);
+    let x = x & (x >> 2);
+    let x = x & (x >> 4);
+    let x = x & (x >> 8);
+    x & (x >> (MIN_SKIP - 16))
+}
+
+/// Runs the lanes over `n` bins of `bits` (first lowest, `n <= 63`): runs of at least
+/// [`MIN_SKIP`] equal bins in closed form ([`skip_run`]), the rest stepped ([`run_word`]).
+/// A word without such a run (the common case in layers of small levels) is one test.
+// Out of line: inlined into the trial pass it measured no faster, and apart it shows in profiles.
+#[inline(never)]
+fn run_bits(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u64, n: u32) {
+    let n = n.min(WORD_BINS);
+    let valid = (1u64 << n) - 1;
+    let long = long_runs(bits & valid) | long_runs(!bits & valid);
+    if long == 0 {
+        run_word(lanes, active, bits, n);
+        return;
+    }
+    let mut pos = 0;
+    while pos < n {
+        let l = long & (!0u64 << pos);
+        let start = if l == 0 { n } else { l.trailing_zeros().min(n) };
+        if start > pos {
+            run_word(lanes, active, bits >> pos, start - pos);
+        }
+        if start >= n {
+            break;
+        }
+        let rest = bits >> start;
+        let v = (rest & 1) as usize;
+        let run = if v == 1 {
+            rest.trailing_ones()
+        } else {
+            rest.trailing_zeros()
+        };
+        let run = run.min(n - start);
+        skip_run(lanes, active, v, run);
+        pos = start + run;
+    }
+}
+
 /// Costs `acc[e]` of spec §8 for one context's bin sequence: full words of [`WORD_BINS`] bins,
 /// then `n` bins of `last` (each word's first bin lowest).
 ///
@@ -840,12 +1077,12 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
     };
     merge(&lanes, &mut active);
     for &w in words {
-        run_word(&mut lanes, &active, w, WORD_BINS);
+        run_bits(&mut lanes, &active, w, WORD_BINS);
         if active[0].len() + active[2].len() + active[3].len() > 3 && any_equal(&lanes, &active) {
             merge(&lanes, &mut active);
         }
     }
-    run_word(&mut lanes, &active, last, n);
+    run_bits(&mut lanes, &active, last, n);
     let mut costs = [0u64; NUM_INIT_SETS];
     for ((c, &r), &o) in costs.iter_mut().zip(&rep).zip(&off) {
         *c = (lanes.get(r).map_or(0, |l| l.acc) as i64 + o) as u64;
@@ -1410,6 +1647,87 @@ mod tests {
             let levels: Vec<i32> = runs.iter().flat_map(|&(n, v)| std::iter::repeat(v).take(n)).collect();
             let p = LayerParams { dq_flag: dq, num_gtx_flags: 3, ..Default::default() };
             trial_matches_reference(&levels, &p);
+        }
+
+        /// Dense layers: large magnitudes (long runs of 1s on the greater-than flags and first
+        /// prefix bins, which saturate every trial model), broken by runs of small levels.
+        #[test]
+        fn trial_pass_on_dense_levels(
+            runs in proptest::collection::vec((0usize..2500, 0i32..=3, 1i32..=600), 1..8),
+            dq in any::<bool>(),
+            g in 1u32..=12,
+            seed in any::<u64>(),
+        ) {
+            let mut s = seed | 1;
+            let mut levels = Vec::new();
+            for &(n, kind, mag) in &runs {
+                for _ in 0..n {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    let sign = if s & 1 == 0 { 1 } else { -1 };
+                    let x = match kind {
+                        0 => mag,                                 // one value: pure runs
+                        1 => sign * mag,                          // random signs
+                        2 => sign * (mag + (s >> 8) as i32 % 40), // jitter: the prefix bins vary
+                        _ => sign * ((s >> 8) % 3) as i32,        // small levels
+                    };
+                    levels.push(x);
+                }
+            }
+            let p = LayerParams { dq_flag: dq, num_gtx_flags: g, ..Default::default() };
+            trial_matches_reference(&levels, &p);
+        }
+
+        /// The costs of one context's bins: runs of either value, long enough to bring every
+        /// set's model to its fixed point and to cross words, broken by short noise.
+        #[test]
+        fn trial_costs_on_runs_equal_lockstep_models(
+            runs in proptest::collection::vec((any::<bool>(), 0usize..2000, any::<u8>()), 1..10),
+        ) {
+            let mut bins = Vec::new();
+            for &(v, n, noise) in &runs {
+                bins.extend(std::iter::repeat(v as u32).take(n));
+                bins.extend((0..noise % 5).map(|i| ((noise >> i) & 1) as u32));
+            }
+            check_costs(&bins);
+        }
+    }
+
+    /// Compares [`trial_costs`] with nine models stepped over `bins`.
+    fn check_costs(bins: &[u32]) {
+        let mut models: [ContextModel; NUM_INIT_SETS] = core::array::from_fn(ContextModel::new);
+        let mut want = [0u64; NUM_INIT_SETS];
+        for &b in bins {
+            for (m, w) in models.iter_mut().zip(want.iter_mut()) {
+                *w += m.est_bits(b) as u64;
+                m.update(b);
+            }
+        }
+        let mut r = BinRecord::new();
+        r.reset(1);
+        for &b in bins {
+            r.push_if(0, b, 1);
+        }
+        let (words, last, n) = r.bins(0);
+        assert_eq!(trial_costs(words, last, n), want, "{} bins", bins.len());
+    }
+
+    #[test]
+    fn trial_costs_follow_runs_to_every_fixed_point_and_back() {
+        // Each set's model run to its fixed point for 1, then for 0, and back; with one bin of
+        // the other value at every offset in a word, and run lengths around the skip threshold.
+        for len in [MIN_SKIP - 1, MIN_SKIP, MIN_SKIP + 1, 63, 64, 200, 5000] {
+            for v in [0u32, 1] {
+                let mut bins: Vec<u32> = Vec::new();
+                for k in 0..70 {
+                    bins.extend(std::iter::repeat(v).take(len as usize + k));
+                    bins.push(1 - v);
+                }
+                bins.extend(std::iter::repeat(1 - v).take(3000));
+                bins.extend(std::iter::repeat(v).take(3000));
+                check_costs(&bins);
+            }
         }
     }
 
