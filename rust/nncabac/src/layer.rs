@@ -285,6 +285,17 @@ impl Record for Recorder<'_> {
 /// that recording needs no branch on a level's first bins.
 trait Record: BinSink {
     fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32);
+
+    /// The significance flag `bins[0]` on context `ctx[0]`, then (if it is 1) the sign and the
+    /// first greater-than flag on `ctx[1]` and `ctx[2]`.
+    #[inline(always)]
+    fn head(&mut self, ctx: [usize; 3], bins: [u32; 3]) {
+        let [c0, c1, c2] = ctx;
+        let [nz, b1, b2] = bins;
+        self.regular(c0, nz);
+        self.regular_if(c1, b1, nz);
+        self.regular_if(c2, b2, nz);
+    }
 }
 
 /// Emits the bins of `level` like [`binarize`], branching only for magnitudes above `K`
@@ -305,9 +316,14 @@ fn record<const K: u32, S: Record>(
     let negative = level < 0;
     let abs = level.unsigned_abs();
     let more = abs > 1;
-    sink.regular(layout.sig(state, nb), nz);
-    sink.regular_if(layout.sign(nb), negative as u32, nz);
-    sink.regular_if(layout.gtx(0, negative), more as u32, nz);
+    sink.head(
+        [
+            layout.sig(state, nb),
+            layout.sign(nb),
+            layout.gtx(0, negative),
+        ],
+        [nz, negative as u32, more as u32],
+    );
     if K >= 2 && g >= 2 {
         let more2 = abs > 2;
         sink.regular_if(layout.gtx(1, negative), more2 as u32, more as u32);
@@ -383,6 +399,25 @@ impl Record for Flat<'_> {
     fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
         // `ctx < 90 + 4 MAX_GTX_FLAGS`, so the entry fits in 15 bits.
         self.put(((ctx << 1) as u16) | (bin & 1) as u16, valid);
+    }
+
+    /// One bounds check for the three entries: all three are written at fixed offsets and the
+    /// last two kept only for a nonzero level (both have `valid = nz`).
+    #[inline(always)]
+    fn head(&mut self, ctx: [usize; 3], bins: [u32; 3]) {
+        let [c0, c1, c2] = ctx;
+        let [nz, b1, b2] = bins;
+        let e = |c: usize, b: u32| ((c << 1) as u16) | (b & 1) as u16;
+        if let Some([s0, s1, s2, ..]) = self.out.get_mut(self.pos..) {
+            *s0 = e(c0, nz);
+            *s1 = e(c1, b1);
+            *s2 = e(c2, b2);
+            self.pos += 1 + 2 * (nz & 1) as usize;
+        } else {
+            self.regular(c0, nz);
+            self.regular_if(c1, b1, nz);
+            self.regular_if(c2, b2, nz);
+        }
     }
 }
 
