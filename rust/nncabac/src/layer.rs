@@ -587,6 +587,11 @@ struct BinTables {
     /// Next `b + 2048` by `4096 (shift_b - 4) + b + 2048` (spec §3.4 via [`DELTA_B`]): one lookup,
     /// the shortest dependency chain a model's `b` can have. `b + 2048` stays in 125..=3971.
     next_bo: [u16; 1 << 14],
+    /// For [`replay`], whose models keep their rows with their estimates: next
+    /// `256 (shift_a - 4) + a + 128` by the same, and next `4096 (shift_b - 4) + b + 2048` by
+    /// the same (the entries of `next_ia` and `next_bo` plus the row offset).
+    next_ria: [u16; 1024],
+    next_rbo: [u16; 1 << 14],
 }
 
 /// [`BinTables`] for bin 0 and bin 1.
@@ -597,6 +602,8 @@ static BIN_TABLES: [BinTables; 2] = {
         est: [0; 1024],
         next_ia: [0; 1024],
         next_bo: [0; 1 << 14],
+        next_ria: [0; 1024],
+        next_rbo: [0; 1 << 14],
     };
     let mut t = [
         empty,
@@ -604,6 +611,8 @@ static BIN_TABLES: [BinTables; 2] = {
             est: [0; 1024],
             next_ia: [0; 1024],
             next_bo: [0; 1 << 14],
+            next_ria: [0; 1024],
+            next_rbo: [0; 1 << 14],
         },
     ];
     let mut bin = 0;
@@ -618,6 +627,8 @@ static BIN_TABLES: [BinTables; 2] = {
             let mut i = 0;
             while i < 256 {
                 t[bin].next_ia[256 * s + i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
+                t[bin].next_ria[256 * s + i] =
+                    (256 * s as i32 + NEXT_A[s][bin][i] as i32 + 128) as u16;
                 i += 1;
             }
             let mut bo = 0;
@@ -626,6 +637,7 @@ static BIN_TABLES: [BinTables; 2] = {
                 let j = ((bo + bin) as u32).wrapping_sub(1) >> 7 & 31;
                 let d = DELTA_B[s][bin][j as usize] as i32;
                 t[bin].next_bo[4096 * s + bo] = (bo as i32 + d) as u16;
+                t[bin].next_rbo[4096 * s + bo] = (4096 * s as i32 + bo as i32 + d) as u16;
                 bo += 1;
             }
             s += 1;
@@ -1202,24 +1214,20 @@ pub(crate) fn encode_layer(
 /// (the coding engine's row and MPS are derived per bin, off its critical path).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct EncModel {
-    /// `b + 2048`.
-    bo: u16,
-    /// `a + 128`.
-    ia: u8,
-    /// `256 (shift_a - 4)`: the model's rows in [`BinTables::next_ia`].
-    ra: u16,
-    /// `4096 (shift_b - 4)`: the model's rows in [`BinTables::next_bo`].
-    rb: u16,
+    /// `256 (shift_a - 4) + a + 128`: the index of the next value in [`BinTables::next_ria`].
+    ria: u16,
+    /// `4096 (shift_b - 4) + b + 2048`: the index of the next value in [`BinTables::next_rbo`].
+    rbo: u16,
 }
 
 impl EncModel {
     /// The same model in the layout of the direct encoder.
     fn to_context_model(self) -> ContextModel {
         ContextModel::from_estimates(
-            self.ia,
-            self.bo,
-            (self.ra / 256) as u8,
-            (self.rb / 4096) as u8,
+            self.ria as u8,
+            self.rbo & 4095,
+            (self.ria >> 8 & 3) as u8,
+            (self.rbo >> 12 & 3) as u8,
         )
     }
 
@@ -1230,10 +1238,9 @@ impl EncModel {
             .copied()
             .unwrap_or_default();
         EncModel {
-            bo: (p as i32 - 16 * a as i32 + 2048) as u16,
-            ia: (a as i32 + 128) as u8,
-            ra: 256 * (sh0 & 3) as u16,
-            rb: 4096 * (sh1.saturating_sub(4) & 3) as u16,
+            ria: 256 * (sh0 & 3) as u16 + (a as i32 + 128) as u8 as u16,
+            rbo: 4096 * (sh1.saturating_sub(4) & 3) as u16
+                + (p as i32 - 16 * a as i32 + 2048) as u16,
         }
     }
 }
@@ -1263,16 +1270,15 @@ fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: 
             let Some(m) = models.get_mut((e >> 1) as usize) else {
                 continue;
             };
-            let pp = 16 * m.ia as u32 + m.bo as u32; // p + 4096
+            let (ria, rbo) = (m.ria as usize, m.rbo as usize);
+            let pp = 16 * (ria & 255) as u32 + (rbo & 4095) as u32; // p + 4096
             st.encode_with_q(out, bin as u32 != (pp >> 12) & 1, pp >> 7);
             // `bin` is one bit and the rows are masked: the fallbacks are dead code.
             let Some(tb) = BIN_TABLES.get(bin) else {
                 continue;
             };
-            let ia = (m.ra as usize + m.ia as usize) & 1023;
-            m.ia = tb.next_ia.get(ia).copied().unwrap_or(0);
-            let bo = (m.rb as usize + (m.bo as usize & 4095)) & 0x3FFF;
-            m.bo = tb.next_bo.get(bo).copied().unwrap_or(0);
+            m.ria = tb.next_ria.get(ria & 1023).copied().unwrap_or(0);
+            m.rbo = tb.next_rbo.get(rbo & 0x3FFF).copied().unwrap_or(0);
         } else {
             let hi = it.next().copied().unwrap_or(0) as u32;
             let lo = it.next().copied().unwrap_or(0) as u32;
@@ -1873,10 +1879,13 @@ mod tests {
                     let want = b + sgn * (CURVE[(16 + ((sgn * b) >> 7)) as usize] >> (sh + 4));
                     let bo = 4096 * sh + (b + 2048) as usize;
                     assert_eq!(tb.next_bo[bo] as i32, want + 2048);
+                    assert_eq!(tb.next_rbo[bo] as usize, 4096 * sh + (want + 2048) as usize);
                 }
                 for a in -123i32..=123 {
                     let want = a + sgn * (CURVE[(16 + ((sgn * a) >> 3)) as usize] >> (sh + 4));
                     assert_eq!(tb.next_ia[256 * sh + (a + 128) as usize] as i32, want + 128);
+                    let ria = tb.next_ria[256 * sh + (a + 128) as usize] as usize;
+                    assert_eq!(ria, 256 * sh + (want + 128) as usize);
                 }
             }
         }
