@@ -1260,8 +1260,11 @@ fn new_replay_models() -> Box<ReplayModels> {
 }
 
 /// Codes the bins recorded by [`Flat`] with contexts `models`.
-#[inline(always)]
-fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: &[u16]) {
+// Out of line, with the coder's registers in a local: inlined into the encode, its loop
+// reloaded spilled pointers from the stack on every bin.
+#[inline(never)]
+fn replay(regs: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: &[u16]) {
+    let mut st = *regs;
     let mut it = flat.iter();
     while let Some(&e) = it.next() {
         if e < BYPASS {
@@ -1285,6 +1288,7 @@ fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: 
             st.encode_bypass_bits(out, hi << 16 | lo, (e & 63) as u32);
         }
     }
+    *regs = st;
 }
 
 /// Binarizes and codes `levels` (the encode without a trial pass); returns whether every bin's
