@@ -285,6 +285,17 @@ impl Record for Recorder<'_> {
 /// that recording needs no branch on a level's first bins.
 trait Record: BinSink {
     fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32);
+
+    /// The significance flag `bins[0]` on context `ctx[0]`, then (if it is 1) the sign and the
+    /// first greater-than flag on `ctx[1]` and `ctx[2]`.
+    #[inline(always)]
+    fn head(&mut self, ctx: [usize; 3], bins: [u32; 3]) {
+        let [c0, c1, c2] = ctx;
+        let [nz, b1, b2] = bins;
+        self.regular(c0, nz);
+        self.regular_if(c1, b1, nz);
+        self.regular_if(c2, b2, nz);
+    }
 }
 
 /// Emits the bins of `level` like [`binarize`], branching only for magnitudes above `K`
@@ -305,9 +316,14 @@ fn record<const K: u32, S: Record>(
     let negative = level < 0;
     let abs = level.unsigned_abs();
     let more = abs > 1;
-    sink.regular(layout.sig(state, nb), nz);
-    sink.regular_if(layout.sign(nb), negative as u32, nz);
-    sink.regular_if(layout.gtx(0, negative), more as u32, nz);
+    sink.head(
+        [
+            layout.sig(state, nb),
+            layout.sign(nb),
+            layout.gtx(0, negative),
+        ],
+        [nz, negative as u32, more as u32],
+    );
     if K >= 2 && g >= 2 {
         let more2 = abs > 2;
         sink.regular_if(layout.gtx(1, negative), more2 as u32, more as u32);
@@ -383,6 +399,25 @@ impl Record for Flat<'_> {
     fn regular_if(&mut self, ctx: usize, bin: u32, valid: u32) {
         // `ctx < 90 + 4 MAX_GTX_FLAGS`, so the entry fits in 15 bits.
         self.put(((ctx << 1) as u16) | (bin & 1) as u16, valid);
+    }
+
+    /// One bounds check for the three entries: all three are written at fixed offsets and the
+    /// last two kept only for a nonzero level (both have `valid = nz`).
+    #[inline(always)]
+    fn head(&mut self, ctx: [usize; 3], bins: [u32; 3]) {
+        let [c0, c1, c2] = ctx;
+        let [nz, b1, b2] = bins;
+        let e = |c: usize, b: u32| ((c << 1) as u16) | (b & 1) as u16;
+        if let Some([s0, s1, s2, ..]) = self.out.get_mut(self.pos..) {
+            *s0 = e(c0, nz);
+            *s1 = e(c1, b1);
+            *s2 = e(c2, b2);
+            self.pos += 1 + 2 * (nz & 1) as usize;
+        } else {
+            self.regular(c0, nz);
+            self.regular_if(c1, b1, nz);
+            self.regular_if(c2, b2, nz);
+        }
     }
 }
 
@@ -552,6 +587,11 @@ struct BinTables {
     /// Next `b + 2048` by `4096 (shift_b - 4) + b + 2048` (spec §3.4 via [`DELTA_B`]): one lookup,
     /// the shortest dependency chain a model's `b` can have. `b + 2048` stays in 125..=3971.
     next_bo: [u16; 1 << 14],
+    /// For [`replay`], whose models keep their rows with their estimates: next
+    /// `256 (shift_a - 4) + a + 128` by the same, and next `4096 (shift_b - 4) + b + 2048` by
+    /// the same (the entries of `next_ia` and `next_bo` plus the row offset).
+    next_ria: [u16; 1024],
+    next_rbo: [u16; 1 << 14],
 }
 
 /// [`BinTables`] for bin 0 and bin 1.
@@ -562,6 +602,8 @@ static BIN_TABLES: [BinTables; 2] = {
         est: [0; 1024],
         next_ia: [0; 1024],
         next_bo: [0; 1 << 14],
+        next_ria: [0; 1024],
+        next_rbo: [0; 1 << 14],
     };
     let mut t = [
         empty,
@@ -569,6 +611,8 @@ static BIN_TABLES: [BinTables; 2] = {
             est: [0; 1024],
             next_ia: [0; 1024],
             next_bo: [0; 1 << 14],
+            next_ria: [0; 1024],
+            next_rbo: [0; 1 << 14],
         },
     ];
     let mut bin = 0;
@@ -583,6 +627,8 @@ static BIN_TABLES: [BinTables; 2] = {
             let mut i = 0;
             while i < 256 {
                 t[bin].next_ia[256 * s + i] = (NEXT_A[s][bin][i] as i32 + 128) as u8;
+                t[bin].next_ria[256 * s + i] =
+                    (256 * s as i32 + NEXT_A[s][bin][i] as i32 + 128) as u16;
                 i += 1;
             }
             let mut bo = 0;
@@ -591,6 +637,7 @@ static BIN_TABLES: [BinTables; 2] = {
                 let j = ((bo + bin) as u32).wrapping_sub(1) >> 7 & 31;
                 let d = DELTA_B[s][bin][j as usize] as i32;
                 t[bin].next_bo[4096 * s + bo] = (bo as i32 + d) as u16;
+                t[bin].next_rbo[4096 * s + bo] = (4096 * s as i32 + bo as i32 + d) as u16;
                 bo += 1;
             }
             s += 1;
@@ -1167,24 +1214,20 @@ pub(crate) fn encode_layer(
 /// (the coding engine's row and MPS are derived per bin, off its critical path).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct EncModel {
-    /// `b + 2048`.
-    bo: u16,
-    /// `a + 128`.
-    ia: u8,
-    /// `256 (shift_a - 4)`: the model's rows in [`BinTables::next_ia`].
-    ra: u16,
-    /// `4096 (shift_b - 4)`: the model's rows in [`BinTables::next_bo`].
-    rb: u16,
+    /// `256 (shift_a - 4) + a + 128`: the index of the next value in [`BinTables::next_ria`].
+    ria: u16,
+    /// `4096 (shift_b - 4) + b + 2048`: the index of the next value in [`BinTables::next_rbo`].
+    rbo: u16,
 }
 
 impl EncModel {
     /// The same model in the layout of the direct encoder.
     fn to_context_model(self) -> ContextModel {
         ContextModel::from_estimates(
-            self.ia,
-            self.bo,
-            (self.ra / 256) as u8,
-            (self.rb / 4096) as u8,
+            self.ria as u8,
+            self.rbo & 4095,
+            (self.ria >> 8 & 3) as u8,
+            (self.rbo >> 12 & 3) as u8,
         )
     }
 
@@ -1195,10 +1238,9 @@ impl EncModel {
             .copied()
             .unwrap_or_default();
         EncModel {
-            bo: (p as i32 - 16 * a as i32 + 2048) as u16,
-            ia: (a as i32 + 128) as u8,
-            ra: 256 * (sh0 & 3) as u16,
-            rb: 4096 * (sh1.saturating_sub(4) & 3) as u16,
+            ria: 256 * (sh0 & 3) as u16 + (a as i32 + 128) as u8 as u16,
+            rbo: 4096 * (sh1.saturating_sub(4) & 3) as u16
+                + (p as i32 - 16 * a as i32 + 2048) as u16,
         }
     }
 }
@@ -1218,8 +1260,11 @@ fn new_replay_models() -> Box<ReplayModels> {
 }
 
 /// Codes the bins recorded by [`Flat`] with contexts `models`.
-#[inline(always)]
-fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: &[u16]) {
+// Out of line, with the coder's registers in a local: inlined into the encode, its loop
+// reloaded spilled pointers from the stack on every bin.
+#[inline(never)]
+fn replay(regs: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: &[u16]) {
+    let mut st = *regs;
     let mut it = flat.iter();
     while let Some(&e) = it.next() {
         if e < BYPASS {
@@ -1228,22 +1273,22 @@ fn replay(st: &mut EncState, out: &mut EncOut, models: &mut ReplayModels, flat: 
             let Some(m) = models.get_mut((e >> 1) as usize) else {
                 continue;
             };
-            let pp = 16 * m.ia as u32 + m.bo as u32; // p + 4096
+            let (ria, rbo) = (m.ria as usize, m.rbo as usize);
+            let pp = 16 * (ria & 255) as u32 + (rbo & 4095) as u32; // p + 4096
             st.encode_with_q(out, bin as u32 != (pp >> 12) & 1, pp >> 7);
             // `bin` is one bit and the rows are masked: the fallbacks are dead code.
             let Some(tb) = BIN_TABLES.get(bin) else {
                 continue;
             };
-            let ia = (m.ra as usize + m.ia as usize) & 1023;
-            m.ia = tb.next_ia.get(ia).copied().unwrap_or(0);
-            let bo = (m.rb as usize + (m.bo as usize & 4095)) & 0x3FFF;
-            m.bo = tb.next_bo.get(bo).copied().unwrap_or(0);
+            m.ria = tb.next_ria.get(ria & 1023).copied().unwrap_or(0);
+            m.rbo = tb.next_rbo.get(rbo & 0x3FFF).copied().unwrap_or(0);
         } else {
             let hi = it.next().copied().unwrap_or(0) as u32;
             let lo = it.next().copied().unwrap_or(0) as u32;
             st.encode_bypass_bits(out, hi << 16 | lo, (e & 63) as u32);
         }
     }
+    *regs = st;
 }
 
 /// Binarizes and codes `levels` (the encode without a trial pass); returns whether every bin's
@@ -1838,10 +1883,13 @@ mod tests {
                     let want = b + sgn * (CURVE[(16 + ((sgn * b) >> 7)) as usize] >> (sh + 4));
                     let bo = 4096 * sh + (b + 2048) as usize;
                     assert_eq!(tb.next_bo[bo] as i32, want + 2048);
+                    assert_eq!(tb.next_rbo[bo] as usize, 4096 * sh + (want + 2048) as usize);
                 }
                 for a in -123i32..=123 {
                     let want = a + sgn * (CURVE[(16 + ((sgn * a) >> 3)) as usize] >> (sh + 4));
                     assert_eq!(tb.next_ia[256 * sh + (a + 128) as usize] as i32, want + 128);
+                    let ria = tb.next_ria[256 * sh + (a + 128) as usize] as usize;
+                    assert_eq!(ria, 256 * sh + (want + 128) as usize);
                 }
             }
         }
