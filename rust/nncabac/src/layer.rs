@@ -342,6 +342,8 @@ fn record<const K: u32, S: Record>(
 /// level). Unit tests use a small budget so that layers of a few thousand levels cross it.
 #[cfg(not(test))]
 const FLAT_BUDGET: usize = 1 << 21;
+/// Room past [`FLAT_BUDGET`]: more than one level's entries (`3 + G + 31 + 3`, G <= 4096).
+const FLAT_SLACK: usize = 1 << 13;
 #[cfg(test)]
 const FLAT_BUDGET: usize = 1 << 12;
 
@@ -375,8 +377,13 @@ impl Flat<'_> {
     fn grow(&mut self, e: u16) {
         self.out.truncate(self.pos);
         self.out.push(e);
+        // Doubling, but never past the budget and one level's entries: the record stops at
+        // the first level that ends past the budget.
         let room = self.out.capacity().max(1 << 12);
-        self.out.resize(self.pos + room, 0);
+        let len = (self.pos + room)
+            .min(FLAT_BUDGET + FLAT_SLACK)
+            .max(self.pos + 1);
+        self.out.resize(len, 0);
     }
 }
 
@@ -490,8 +497,8 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     let room = levels
         .len()
         .saturating_mul(2)
-        .saturating_add(1 << 10)
-        .min(FLAT_BUDGET + (1 << 10));
+        .min(FLAT_BUDGET)
+        .saturating_add(FLAT_SLACK);
     if scratch.flat.len() < room {
         scratch.flat = vec![0; room];
     }

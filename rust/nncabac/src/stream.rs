@@ -101,6 +101,14 @@ impl Encoder {
     pub fn finish(self) -> Vec<u8> {
         self.engine.finish()
     }
+
+    /// Finishes the stream like [`Encoder::finish`] and starts a new one that reuses this
+    /// encoder's working buffers: a loop that codes many tensors then allocates them once
+    /// (they reach a few MiB for large layers, and allocating and freeing them per tensor
+    /// leaves the memory with the allocator of each thread).
+    pub fn finish_and_restart(&mut self) -> Vec<u8> {
+        core::mem::take(&mut self.engine).finish()
+    }
 }
 
 /// Reads a stream written by [`Encoder`]; the caller repeats the same sequence of calls.

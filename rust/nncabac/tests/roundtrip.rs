@@ -259,3 +259,39 @@ fn long_layers_with_runs_and_saturated_contexts_round_trip() {
         }
     }
 }
+
+/// An encoder restarted after each stream (keeping its buffers) writes the bytes of fresh
+/// encoders, whatever the previous stream left in them (a failed layer included).
+#[test]
+fn a_restarted_encoder_writes_what_fresh_encoders_write() {
+    let layers: Vec<Vec<i32>> = vec![
+        (0..30_000).map(|i| (i * 7919 % 61) - 30).collect(),
+        (0..500)
+            .map(|i| if i % 3 == 0 { 0 } else { 40 - i % 80 })
+            .collect(),
+        vec![],
+        (0..5000).map(|i| i % 2).collect(),
+    ];
+    let mut reused = Encoder::new();
+    for dq in [false, true] {
+        let p = LayerParams {
+            dq_flag: dq,
+            ..LayerParams::default()
+        };
+        for levels in &layers {
+            let mut want = levels.clone();
+            if dq {
+                make_dq_valid(&mut want);
+            }
+            let mut fresh = Encoder::new();
+            fresh.encode_layer(&want, &[want.len()], &p, true).unwrap();
+            reused.encode_layer(&want, &[want.len()], &p, true).unwrap();
+            assert_eq!(reused.finish_and_restart(), fresh.finish(), "dq {dq}");
+            // A refused layer (shape mismatch) must not leak into the next stream.
+            assert!(reused
+                .encode_layer(&want, &[want.len() + 1], &p, true)
+                .is_err());
+            let _ = reused.finish_and_restart();
+        }
+    }
+}
