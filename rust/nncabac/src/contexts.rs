@@ -152,13 +152,6 @@ impl ContextModel {
         )
     }
 
-    /// The model with offset estimates `ia = a + 128`, `bo = b + 2048` and adaptation shifts
-    /// `4 + sa`, `4 + sb` (`sa`, `sb` in 0..=3; larger values are masked).
-    #[inline]
-    pub(crate) fn from_estimates(ia: u8, bo: u16, sa: u8, sb: u8) -> Self {
-        Self::from_offset(ia, bo, (sa & 3) << 1, (sb & 3) << 1)
-    }
-
     #[inline(always)]
     fn from_offset(ia: u8, bo: u16, ka: u8, kb: u8) -> Self {
         let pp = 16 * ia as u32 + bo as u32; // p + 4096

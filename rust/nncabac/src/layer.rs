@@ -335,6 +335,67 @@ fn record<const K: u32, S: Record>(
     }
 }
 
+/// Codes `levels` (which follow those already coded; `walk` is the trellis state and previous
+/// coded level after them) by recording and replaying a budget of entries at a time in `buf`.
+/// Returns the bins coded.
+fn replay_rest(
+    st: &mut EncState,
+    out: &mut EncOut,
+    models: &mut ReplayModels,
+    buf: &mut Vec<u16>,
+    mut levels: &[i32],
+    params: &LayerParams,
+    mut walk: (u32, i64),
+) -> u64 {
+    let mut bins = 0;
+    while !levels.is_empty() {
+        let (n, len, b) = record_chunk(buf, levels, params, &mut walk);
+        replay(st, out, models, buf.get(..len).unwrap_or_default());
+        bins += b;
+        levels = levels.get(n.max(1)..).unwrap_or_default();
+    }
+    bins
+}
+
+/// Records the real encode's bins of `levels` from the start into `out` until the record
+/// reaches [`FLAT_BUDGET`] entries; `walk` (trellis state, previous coded level) is carried.
+/// Returns the levels recorded, the entries and the bins.
+fn record_chunk(
+    out: &mut Vec<u16>,
+    levels: &[i32],
+    params: &LayerParams,
+    walk: &mut (u32, i64),
+) -> (usize, usize, u64) {
+    let layout = params.layout();
+    let g = params.num_gtx_flags;
+    let mut flat = Flat {
+        out,
+        pos: 0,
+        extra: 0,
+    };
+    let mut n = 0;
+    let (mut state, mut prev) = *walk;
+    for &x in levels {
+        let level = if params.dq_flag {
+            coded_level_branchless(x as i64, state)
+        } else {
+            x as i64
+        };
+        record::<1, _>(&mut flat, layout, g, level, state, prev);
+        prev = level;
+        if params.dq_flag {
+            state = next_state(state, level);
+        }
+        n += 1;
+        if flat.pos >= FLAT_BUDGET {
+            break;
+        }
+    }
+    *walk = (state, prev);
+    let Flat { pos, extra, .. } = flat;
+    (n, pos, (pos as i64 + extra) as u64)
+}
+
 /// Entries a [`Flat`] record may hold before the trial pass stops adding to it (one level's
 /// entries past it at most). The levels after that are binarized again by the real encode:
 /// the record is a speed-up whose memory must stay a constant (4 MiB of entries, about a
@@ -1194,17 +1255,12 @@ pub(crate) fn encode_layer(
         let flat = scratch.flat.get(..scratch.flat_len).unwrap_or_default();
         replay(&mut regs, out, models, flat);
         *st = regs;
+        // Past the record's budget the rest is recorded and replayed a budget at a time, in
+        // the same buffer: the replay's tight loop beats binarizing and coding in one.
         let rest = levels.get(scratch.flat_levels..).unwrap_or_default();
-        if rest.is_empty() {
-            (true, scratch.flat_bins)
-        } else {
-            // The record stopped at its budget: carry the models over and code the rest.
-            for (c, m) in ctx.iter_mut().zip(models.iter()) {
-                *c = m.to_context_model();
-            }
-            let (ok, bins) = encode_direct_from(st, out, ctx, rest, params, scratch.flat_walk);
-            (ok, scratch.flat_bins + bins)
-        }
+        let walk = scratch.flat_walk;
+        let bins = replay_rest(st, out, models, &mut scratch.flat, rest, params, walk);
+        (true, scratch.flat_bins + bins)
     } else {
         encode_direct(st, out, ctx, levels, params)
     };
@@ -1228,16 +1284,6 @@ struct EncModel {
 }
 
 impl EncModel {
-    /// The same model in the layout of the direct encoder.
-    fn to_context_model(self) -> ContextModel {
-        ContextModel::from_estimates(
-            self.ria as u8,
-            self.rbo & 4095,
-            (self.ria >> 8 & 3) as u8,
-            (self.rbo >> 12 & 3) as u8,
-        )
-    }
-
     /// A model in initialisation set `set` (out-of-range sets saturate to the last).
     fn new(set: usize) -> Self {
         let (sh0, sh1, p, a) = INIT_SETS
@@ -1846,8 +1892,8 @@ mod tests {
                 let mut s = Scratch::default();
                 let sets = choose_init_sets(levels, &p, &mut s);
                 assert_eq!(s.flat_levels < levels.len(), levels.len() == long.len());
-                // The replayed bins, then the rest coded directly, equal a direct encode with
-                // the same sets, and so do the counts.
+                // The replayed bins, then the rest recorded and replayed a budget at a time,
+                // equal a direct encode with the same sets, and so do the counts.
                 let fresh = || -> Vec<ContextModel> {
                     sets.iter()
                         .map(|&e| ContextModel::new(e as usize))
@@ -1867,13 +1913,9 @@ mod tests {
                 }
                 let (st, out) = replayed.parts();
                 replay(st, out, &mut models, &s.flat[..s.flat_len]);
-                let mut ctx = fresh();
-                for (c, m) in ctx.iter_mut().zip(models.iter()) {
-                    *c = m.to_context_model();
-                }
                 let rest = &levels[s.flat_levels..];
-                let (ok, rest_bins) = encode_direct_from(st, out, &mut ctx, rest, &p, s.flat_walk);
-                assert!(ok);
+                let mut buf = Vec::new();
+                let rest_bins = replay_rest(st, out, &mut models, &mut buf, rest, &p, s.flat_walk);
                 assert_eq!(bins, s.flat_bins + rest_bins);
                 assert_eq!(replayed.finish(), direct.finish(), "dq {dq_flag}");
             }
