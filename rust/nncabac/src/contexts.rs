@@ -379,10 +379,12 @@ const fn mps_sub_range(i: usize) -> usize {
     range - RLPS_BY_Q[q * 16 + (range >> 5)] as usize
 }
 
-/// Rows of `RLPS` by `q = (p + 4096) >> 7`, one byte per range class (see [`DecModel`]).
+/// Rows of `RLPS` by `q = (p + 4096) >> 7`, one byte per range class `k = (range >> 5) & 7`
+/// (ranges `256 + 32 k..=287 + 32 k`): a model's LPS sub-range is then a shift of one word,
+/// for the decoder's [`DecModel`] and the encoder's replay alike.
 // Evaluated at compile time: an index out of range would fail the build.
 #[allow(clippy::indexing_slicing)]
-static RLPS_ROWS: [u64; 64] = {
+pub(crate) static RLPS_ROWS: [u64; 64] = {
     let mut t = [0u64; 64];
     let mut q = 0;
     while q < 64 {

@@ -4,7 +4,7 @@
 //! read with `get`, and bytes past the end read as zero.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::contexts::{ContextModel, DecModel, RLPS_BY_Q};
+use crate::contexts::{ContextModel, DecModel, RLPS_ROWS};
 use crate::error::{Error, Result};
 
 /// `bits_left` below which bytes are moved out of `low`. The spec moves one byte out as soon as
@@ -21,24 +21,6 @@ pub(crate) struct EncState {
     range: u32,
     bits_left: i32,
 }
-
-/// [`RLPS_BY_Q`] by rows: word `q` holds in byte `k` the LPS sub-range of `q` for ranges
-/// `256 + 32 k..=287 + 32 k`.
-// Evaluated at compile time: an index out of range would fail the build.
-#[allow(clippy::indexing_slicing)]
-static RLPS_ROWS: [u64; 64] = {
-    let mut t = [0u64; 64];
-    let mut q = 0;
-    while q < 64 {
-        let mut k = 0;
-        while k < 8 {
-            t[q] |= (RLPS_BY_Q[q * 16 + 8 + k] as u64) << (8 * k);
-            k += 1;
-        }
-        q += 1;
-    }
-    t
-};
 
 /// Bytes moved out of `low`, and those held back because a carry may still reach them.
 #[derive(Clone, Debug, Default)]
@@ -90,8 +72,14 @@ impl EncState {
     #[inline(always)]
     pub(crate) fn encode_bin(&mut self, out: &mut EncOut, bin: u32, model: &mut ContextModel) {
         let r_lps = model.rlps(self.range);
+        self.encode_split(out, bin != model.mps(), r_lps);
+        model.update(bin);
+    }
+
+    /// Codes one bin whose LPS sub-range is `r_lps`, given whether it is the LPS.
+    #[inline(always)]
+    fn encode_split(&mut self, out: &mut EncOut, lps: bool, r_lps: u32) {
         let r_mps = self.range - r_lps;
-        let lps = bin != model.mps();
         // An LPS skips the MPS sub-interval and keeps r_lps (>= 2, so at most 7 doublings bring
         // it to 256..=511); an MPS needs at most one doubling.
         self.low += if lps { r_mps as u64 } else { 0 };
@@ -101,7 +89,6 @@ impl EncState {
         self.low <<= n;
         self.bits_left -= n as i32;
         self.check_out(out);
-        model.update(bin);
     }
 
     /// Codes one context-coded bin given its model's `q = (p + 4096) >> 7` (0..=63) and whether
@@ -117,14 +104,7 @@ impl EncState {
         // `range` is 256..=510: `(range >> 5) << 3 = 64 + 8 ((range >> 5) & 7)`, and the shift
         // counts modulo 64.
         let r_lps = (row.wrapping_shr((self.range >> 2) & !7) & 0xFF) as u32;
-        let r_mps = self.range - r_lps;
-        self.low += if lps { r_mps as u64 } else { 0 };
-        let range = if lps { r_lps } else { r_mps };
-        let n = range.leading_zeros() - 23;
-        self.range = range << n;
-        self.low <<= n;
-        self.bits_left -= n as i32;
-        self.check_out(out);
+        self.encode_split(out, lps, r_lps);
     }
 
     /// Codes the low `n` bits of `value` (n <= 32) as bypass bins, MSB first (spec §2.4).
@@ -627,6 +607,7 @@ impl<B: AsRef<[u8]>> ArithDecoder<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contexts::RLPS_BY_Q;
 
     #[test]
     fn rlps_rows_hold_the_table_by_range_octave() {
