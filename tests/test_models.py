@@ -282,3 +282,21 @@ def test_folder_round_trip_without_transformers(tmp_path: Path) -> None:
     assert meta == {"format": "pt"}
     assert (tmp_path / "restored" / "config.json").read_text() == '{"model_type": "toy"}'
     _check_close(sd, back)
+
+
+def test_compress_streams_the_file_and_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
+    state = {"w": np.linspace(-1, 1, 600, dtype=np.float32).reshape(20, 30)}
+    report = nncabac.compress(state, tmp_path / "s.nncabac", qp=-38, method="uniform")
+    data = (tmp_path / "s.nncabac").read_bytes()
+    assert report.file_bytes == len(data)
+    np.testing.assert_allclose(
+        nncabac.decompress(tmp_path / "s.nncabac", framework="np")["w"],
+        state["w"],
+        atol=0.01,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.nncabac"]
+    # The final rename fails (a folder is in the way) after the temporary file was written.
+    (tmp_path / "d.nncabac").mkdir()
+    with pytest.raises(OSError):
+        nncabac.compress(state, tmp_path / "d.nncabac", qp=-38)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.nncabac", "s.nncabac"]

@@ -157,3 +157,45 @@ def test_torch_tensors_keep_their_dtype() -> None:
         assert torch.allclose(back.float(), t.float(), atol=0.01)
         exact = nncabac.decode_tensor(nncabac.encode_tensor(t, method="exact"), framework="pt")
         assert torch.equal(exact, t)
+
+
+def _uniform_entry(name: str) -> dict[str, object]:
+    return dict(
+        name=name,
+        dtype="float32",
+        shape=(4, 5),
+        method="uniform",
+        dq_flag=0,
+        num_gtx_flags=11,
+        qp=-38,
+        qp_density=2,
+        lambda_=0.0,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=12),
+    meta=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=20), max_size=3),
+)
+def test_container_prefix_then_payloads_is_the_whole_file(
+    payloads: list[bytes], meta: dict[str, str]
+) -> None:
+    """What ``compress`` streams to disk (the Rust prefix, then the payloads it holds) is
+    byte for byte the container ``write_container`` builds in memory."""
+    from nncabac import _nncabac
+
+    entries = [(_uniform_entry(f"t{i}"), p) for i, p in enumerate(payloads)]
+    m = sorted(meta.items())
+    streamed = _nncabac.container_prefix(m, entries) + b"".join(payloads)
+    assert streamed == bytes(_nncabac.write_container(m, entries))
+    assert _nncabac.container_size(m, entries) == len(streamed)
+
+
+def test_container_prefix_rejects_what_write_container_rejects() -> None:
+    from nncabac import _nncabac
+
+    dup = [(_uniform_entry("t"), b"x"), (_uniform_entry("t"), b"y")]
+    for f in (_nncabac.container_prefix, _nncabac.write_container):
+        with pytest.raises(ParameterError, match="duplicate"):
+            f([], dup)

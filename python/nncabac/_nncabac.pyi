@@ -74,6 +74,9 @@ def write_container(
 def container_size(
     metadata: list[tuple[str, str]], tensors: list[tuple[dict[str, Any], bytes]]
 ) -> int: ...
+def container_prefix(
+    metadata: list[tuple[str, str]], tensors: list[tuple[dict[str, Any], bytes]]
+) -> bytes: ...
 def decode_container(
     data: bytes, *, threads: int | None = None
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str, npt.NDArray[Any]]]]: ...

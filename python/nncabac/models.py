@@ -234,13 +234,34 @@ def compress(
     if aliases:
         meta[_ALIASES] = json.dumps(aliases)
     entries = list(coded.values())
-    data = bytes(_nncabac.write_container(sorted(meta.items()), entries))
-    tmp = Path(f"{os.fspath(path)}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    size = _write_container(path, sorted(meta.items()), entries)
     rows = [TensorReport.of(e, p) for e, p in entries]
     original = sum(_nbytes(v, dtypes.get(k)) for k, v in unique.items())
-    return CompressReport(os.fspath(path), rows, len(data), original, aliases, steps)
+    return CompressReport(os.fspath(path), rows, size, original, aliases, steps)
+
+
+def _write_container(
+    path: str | os.PathLike[str],
+    metadata: list[tuple[str, str]],
+    entries: list[tuple[dict[str, Any], bytes]],
+) -> int:
+    """Write the container of ``entries`` to ``path`` (through a temporary file, replaced at the
+    end) and return its size. The header comes from Rust; the payloads are written from the
+    buffers already held, so the file is never assembled in memory (that took two more copies
+    of every payload)."""
+    prefix = _nncabac.container_prefix(metadata, entries)
+    tmp = Path(f"{os.fspath(path)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(prefix)
+            for _, payload in entries:
+                f.write(payload)
+            size = f.tell()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
 
 
 def _nbytes(x: Any, dtype: str | None) -> int:

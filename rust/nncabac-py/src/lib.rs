@@ -553,6 +553,27 @@ fn container_size<'py>(
     w.finished_len().map_err(to_py)
 }
 
+/// What the file `write_container` would write holds before the payloads (preamble, header,
+/// header checksum): a caller writes this and then the payloads it holds, in order, so the
+/// file is never assembled in memory.
+#[pyfunction]
+fn container_prefix<'py>(
+    py: Python<'py>,
+    metadata: Vec<(String, String)>,
+    tensors: Vec<(Bound<'py, PyDict>, Bound<'py, PyAny>)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut w = ContainerWriter::measuring();
+    for (k, v) in &metadata {
+        w.add_metadata(k, v).map_err(to_py)?;
+    }
+    for (d, payload) in &tensors {
+        let payload: Cow<'_, [u8]> = payload.extract()?;
+        w.add_tensor(entry_from_dict(d)?, &payload).map_err(to_py)?;
+    }
+    let prefix = w.prefix().map_err(to_py)?;
+    Ok(PyBytes::new(py, &prefix))
+}
+
 /// `err` with the tensor's name in front of its message, same exception type.
 fn for_tensor(err: Error, name: &str) -> PyErr {
     let msg = format!("tensor {name:?}: {err}");
@@ -663,6 +684,7 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_layers, m)?)?;
     m.add_function(wrap_pyfunction!(write_container, m)?)?;
     m.add_function(wrap_pyfunction!(container_size, m)?)?;
+    m.add_function(wrap_pyfunction!(container_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(decode_container, m)?)?;
     m.add_function(wrap_pyfunction!(decode_entries, m)?)?;
     m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;

@@ -695,13 +695,18 @@ impl ContainerWriter {
         self.assemble(&header)
     }
 
-    fn assemble(&self, header: &[u8]) -> Result<Vec<u8>> {
-        if self.measure_only {
-            return Err(Error::InvalidParameter(
-                "a measuring writer keeps no payloads".into(),
-            ));
-        }
-        let mut out = Vec::with_capacity(PREAMBLE + header.len() + 4 + self.payload.len());
+    /// What the file [`finish`](Self::finish) writes holds before the payloads: preamble,
+    /// stored header and its checksum. A [`measuring`](Self::measuring) writer gives it too,
+    /// so a caller that holds the payloads can write this and then the payloads, in the order
+    /// they were added, without a second copy of them in memory.
+    pub fn prefix(&self) -> Result<Vec<u8>> {
+        let header = self.best_header()?;
+        Ok(self.prefix_with(&header, 0))
+    }
+
+    /// The prefix for `header`, with room for `room` more bytes.
+    fn prefix_with(&self, header: &[u8], room: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PREAMBLE + header.len() + 4 + room);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&MAJOR.to_le_bytes());
         out.extend_from_slice(&MINOR.to_le_bytes());
@@ -709,6 +714,16 @@ impl ContainerWriter {
         out.extend_from_slice(header);
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn assemble(&self, header: &[u8]) -> Result<Vec<u8>> {
+        if self.measure_only {
+            return Err(Error::InvalidParameter(
+                "a measuring writer keeps no payloads".into(),
+            ));
+        }
+        let mut out = self.prefix_with(header, self.payload.len());
         out.extend_from_slice(&self.payload);
         Ok(out)
     }
@@ -1249,6 +1264,33 @@ mod tests {
         let len = m.finished_len().unwrap();
         assert!(m.finish().is_err());
         assert_eq!(w.finish().unwrap().len() as u64, len);
+    }
+
+    #[test]
+    fn prefix_and_payloads_are_the_finished_file() {
+        for count in [0usize, 1, 2, 40] {
+            let payloads: Vec<Vec<u8>> = (0..count)
+                .map(|i| vec![i as u8; if i == 1 { 0 } else { 3 + 37 * i }])
+                .collect();
+            let (mut w, mut m) = (ContainerWriter::new(), ContainerWriter::measuring());
+            for x in [&mut w, &mut m] {
+                x.add_metadata("framework", "pt").unwrap();
+                for (i, p) in payloads.iter().enumerate() {
+                    let e = entry(&format!("layer{i}.weight"), Method::Uniform, vec![4, 5]);
+                    x.add_tensor(e, p).unwrap();
+                }
+            }
+            let mut streamed = m.prefix().unwrap();
+            assert_eq!(w.prefix().unwrap(), streamed);
+            payloads.iter().for_each(|p| streamed.extend_from_slice(p));
+            let file = w.finish().unwrap();
+            assert_eq!(streamed, file, "{count} tensors");
+            let c = Container::parse(&file).unwrap();
+            for (i, p) in payloads.iter().enumerate() {
+                let e = c.entry(&format!("layer{i}.weight")).unwrap();
+                assert_eq!(c.payload(e).unwrap(), &p[..]);
+            }
+        }
     }
 
     #[test]
