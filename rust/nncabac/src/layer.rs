@@ -201,7 +201,18 @@ struct BinRecord {
     /// masked context needs no bounds check.
     cur: Box<[u64; 1 << 15]>,
     words: Vec<Vec<u64>>,
+    /// The trial models of each context whose words have been fed to them (see
+    /// [`FEED_WORDS`]), allocated on first use.
+    lanes: Vec<Option<Box<TrialLanes>>>,
 }
+
+/// Full words a context holds before its trial models consume them: the record then stays
+/// within a few KiB a context however long the layer (it was 1.5 bytes a weight of a dense
+/// layer). Unit tests feed every few words, so that layers of a few thousand levels do.
+#[cfg(not(test))]
+const FEED_WORDS: usize = 1024;
+#[cfg(test)]
+const FEED_WORDS: usize = 3;
 
 impl BinRecord {
     fn new() -> Self {
@@ -210,6 +221,7 @@ impl BinRecord {
             // The length is right, so the fallback is never taken.
             cur: cur.try_into().unwrap_or_else(|_| Box::new([1; 1 << 15])),
             words: Vec::new(),
+            lanes: Vec::new(),
         }
     }
 
@@ -222,6 +234,8 @@ impl BinRecord {
         for w in &mut self.words {
             w.clear();
         }
+        self.lanes.clear();
+        self.lanes.resize_with(len, || None);
     }
 
     /// Appends `bin` to context `ctx` if `valid` is 1; leaves it as it was if `valid` is 0.
@@ -243,7 +257,25 @@ impl BinRecord {
         if let (Some(c), Some(w)) = (self.cur.get_mut(ctx & 0x7FFF), self.words.get_mut(ctx)) {
             w.push(c.reverse_bits() >> 1);
             *c = 1;
+            if w.len() >= FEED_WORDS {
+                if let Some(l) = self.lanes.get_mut(ctx) {
+                    l.get_or_insert_with(|| Box::new(TrialLanes::new())).feed(w);
+                    w.clear();
+                }
+            }
         }
+    }
+
+    /// The trial costs of context `c` over all its bins, or `None` if it has none.
+    fn costs(&mut self, c: usize) -> Option<[u64; NUM_INIT_SETS]> {
+        let fed = self.lanes.get_mut(c).and_then(Option::take);
+        let (words, last, n) = self.bins(c);
+        if fed.is_none() && words.is_empty() && n == 0 {
+            return None;
+        }
+        let mut t = fed.unwrap_or_else(|| Box::new(TrialLanes::new()));
+        t.feed(words);
+        Some(t.finish(last, n))
     }
 
     /// The full words of context `c` (63 bins each, first lowest), its open word's bins (first
@@ -544,10 +576,35 @@ impl Scratch {
 }
 
 /// Initialisation set per context chosen by the reference encoder's trial pass (spec §8).
-///
-/// The bins of every context are recorded first; then the nine trial models of each context run
-/// over that context's own bin sequence (see [`trial_costs`]).
 fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch) -> Vec<u8> {
+    let costs = trial_pass(levels, params, scratch);
+    let mut sets = vec![0u8; costs.len()];
+    for (set, costs) in sets.iter_mut().zip(costs) {
+        // No bins: every cost is 0 and set 0 wins.
+        let Some(costs) = costs else {
+            continue;
+        };
+        // Signalling a set other than 0 costs 3 bypass bins; ties go to the lowest set.
+        let (best, _) = costs
+            .iter()
+            .enumerate()
+            .map(|(e, &c)| (e, c + if e > 0 { 3 * 32768 } else { 0 }))
+            .fold((0, u64::MAX), |m, x| if x.1 < m.1 { x } else { m });
+        *set = best as u8;
+    }
+    sets
+}
+
+/// The trial costs `acc[c][e]` of spec §8 of every signalled context `c` that has bins (by
+/// context number), recording on the way the real encode's bins for [`replay`] (see [`Flat`]).
+///
+/// The bins of every context are recorded in words, which its nine trial models consume a run
+/// of words at a time (see [`BinRecord`] and [`TrialLanes`]).
+fn trial_pass(
+    levels: &[i32],
+    params: &LayerParams,
+    scratch: &mut Scratch,
+) -> Vec<Option<[u64; NUM_INIT_SETS]>> {
     let layout = params.layout();
     let g = params.num_gtx_flags;
     let bins = scratch.bins.get_or_insert_with(BinRecord::new);
@@ -621,28 +678,16 @@ fn choose_init_sets(levels: &[i32], params: &LayerParams, scratch: &mut Scratch)
     scratch.flat_bins = (pos as i64 + extra) as u64;
     scratch.flat_levels = recorded;
     scratch.flat_walk = walk;
-    let mut sets = vec![0u8; layout.len()];
-    let Some(bins) = scratch.bins.as_ref() else {
-        return sets;
+    let mut costs = vec![None; layout.len()];
+    let Some(bins) = scratch.bins.as_mut() else {
+        return costs;
     };
     for c in layout.signalled(params.dq_flag) {
-        let Some(set) = sets.get_mut(c) else {
-            continue;
-        };
-        let (words, last, n) = bins.bins(c);
-        if words.is_empty() && n == 0 {
-            continue; // every cost is 0: set 0 wins
+        if let Some(slot) = costs.get_mut(c) {
+            *slot = bins.costs(c);
         }
-        // Signalling a set other than 0 costs 3 bypass bins; ties go to the lowest set.
-        let costs = trial_costs(words, last, n);
-        let (best, _) = costs
-            .iter()
-            .enumerate()
-            .map(|(e, &c)| (e, c + if e > 0 { 3 * 32768 } else { 0 }))
-            .fold((0, u64::MAX), |m, x| if x.1 < m.1 { x } else { m });
-        *set = best as u8;
     }
-    sets
+    costs
 }
 
 /// Everything a trial-model step looks up for one bin value, in one block so that a single
@@ -1153,20 +1198,51 @@ fn run_bits(lanes: &mut [Lane; NUM_INIT_SETS], active: &[Vec<usize>; 4], bits: u
 
 /// Costs `acc[e]` of spec §8 for one context's bin sequence: full words of [`WORD_BINS`] bins,
 /// then `n` bins of `last` (each word's first bin lowest).
+#[cfg(test)]
+fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
+    let mut t = TrialLanes::new();
+    t.feed(words);
+    t.finish(last, n)
+}
+
+/// The nine trial models of one context (spec §8), fed its bins a run of words at a time.
 ///
 /// Models of the same shift group whose `(a, b)` become equal stay equal forever, so from then on
 /// only one of them runs and the others keep a constant offset in cost.
-fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
-    let mut lanes: [Lane; NUM_INIT_SETS] = INIT_SETS.map(|(_, _, p, a)| Lane {
-        ia: (a as i32 + 128) as u32,
-        bo: (p as i32 - 16 * a as i32 + 2048) as u32,
-        acc: 0,
-    });
-    // rep[e]: the lane that runs for set e; off[e]: acc[e] - acc[rep[e]].
-    let mut rep: [usize; NUM_INIT_SETS] = core::array::from_fn(|e| e);
-    let mut off = [0i64; NUM_INIT_SETS];
-    let mut active: [Vec<usize>; 4] = GROUPS.map(|g| g.to_vec());
-    let mut merge = |lanes: &[Lane; NUM_INIT_SETS], active: &mut [Vec<usize>; 4]| {
+#[derive(Clone, Debug)]
+struct TrialLanes {
+    lanes: [Lane; NUM_INIT_SETS],
+    /// `rep[e]`: the lane that runs for set `e`; `off[e]`: `acc[e] - acc[rep[e]]`.
+    rep: [usize; NUM_INIT_SETS],
+    off: [i64; NUM_INIT_SETS],
+    /// The lanes still running, per shift group.
+    active: [Vec<usize>; 4],
+}
+
+impl TrialLanes {
+    fn new() -> Self {
+        let mut t = TrialLanes {
+            lanes: INIT_SETS.map(|(_, _, p, a)| Lane {
+                ia: (a as i32 + 128) as u32,
+                bo: (p as i32 - 16 * a as i32 + 2048) as u32,
+                acc: 0,
+            }),
+            rep: core::array::from_fn(|e| e),
+            off: [0; NUM_INIT_SETS],
+            active: GROUPS.map(|g| g.to_vec()),
+        };
+        t.merge();
+        t
+    }
+
+    /// Lets the lanes of a group with equal states run as one.
+    fn merge(&mut self) {
+        let TrialLanes {
+            lanes,
+            rep,
+            off,
+            active,
+        } = self;
         for grp in active.iter_mut() {
             let mut i = 0;
             while let Some(&x) = grp.get(i) {
@@ -1189,20 +1265,28 @@ fn trial_costs(words: &[u64], last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
                 i += 1;
             }
         }
-    };
-    merge(&lanes, &mut active);
-    for &w in words {
-        run_bits(&mut lanes, &active, w, WORD_BINS);
-        if active[0].len() + active[2].len() + active[3].len() > 3 && any_equal(&lanes, &active) {
-            merge(&lanes, &mut active);
+    }
+
+    /// Runs the lanes over full words of [`WORD_BINS`] bins (first bin lowest).
+    fn feed(&mut self, words: &[u64]) {
+        for &w in words {
+            run_bits(&mut self.lanes, &self.active, w, WORD_BINS);
+            let a = &self.active;
+            if a[0].len() + a[2].len() + a[3].len() > 3 && any_equal(&self.lanes, a) {
+                self.merge();
+            }
         }
     }
-    run_bits(&mut lanes, &active, last, n);
-    let mut costs = [0u64; NUM_INIT_SETS];
-    for ((c, &r), &o) in costs.iter_mut().zip(&rep).zip(&off) {
-        *c = (lanes.get(r).map_or(0, |l| l.acc) as i64 + o) as u64;
+
+    /// The costs after the last `n` bins, `last` (first bin lowest).
+    fn finish(&mut self, last: u64, n: u32) -> [u64; NUM_INIT_SETS] {
+        run_bits(&mut self.lanes, &self.active, last, n);
+        let mut costs = [0u64; NUM_INIT_SETS];
+        for ((c, &r), &o) in costs.iter_mut().zip(&self.rep).zip(&self.off) {
+            *c = (self.lanes.get(r).map_or(0, |l| l.acc) as i64 + o) as u64;
+        }
+        costs
     }
-    costs
 }
 
 /// Encodes one layer's payload into `enc` (spec §6.3).
@@ -1705,10 +1789,10 @@ mod tests {
         let want = reference_trial(levels, params);
         let mut s = Scratch::default();
         let sets = choose_init_sets(levels, params, &mut s);
+        let costs = trial_pass(levels, params, &mut Scratch::default());
         let layout = params.layout();
         for c in layout.signalled(params.dq_flag) {
-            let (words, last, n) = s.bins.as_ref().unwrap().bins(c);
-            let got = trial_costs(words, last, n);
+            let got = costs[c].unwrap_or_default();
             assert_eq!(got, want[c], "context {c}");
             let cost = |e: usize| want[c][e] + if e > 0 { 3 * 32768 } else { 0 };
             let best = (1..NUM_INIT_SETS).fold(0, |m, e| if cost(e) < cost(m) { e } else { m });
@@ -1807,8 +1891,16 @@ mod tests {
         for &b in bins {
             r.push_if(0, b, 1);
         }
-        let (words, last, n) = r.bins(0);
-        assert_eq!(trial_costs(words, last, n), want, "{} bins", bins.len());
+        // Fed to the models a few words at a time while recording (every `FEED_WORDS` words).
+        assert_eq!(r.costs(0).unwrap_or_default(), want, "{} bins", bins.len());
+        // All words at once.
+        let words: Vec<u64> = bins
+            .chunks_exact(WORD_BINS as usize)
+            .map(|w| w.iter().rev().fold(0, |acc, &b| acc << 1 | b as u64))
+            .collect();
+        let rest = &bins[words.len() * WORD_BINS as usize..];
+        let last = rest.iter().rev().fold(0, |acc, &b| acc << 1 | b as u64);
+        assert_eq!(trial_costs(&words, last, rest.len() as u32), want);
     }
 
     #[test]
@@ -1963,7 +2055,9 @@ mod tests {
                 got.extend((0..WORD_BINS).map(|i| ((w >> i) & 1) as u32));
             }
             got.extend((0..n).map(|i| ((last >> i) & 1) as u32));
-            assert_eq!(got, want, "len {len}");
+            // The first full words went to the trial models, `FEED_WORDS` at a time.
+            let fed = (len / WORD_BINS as usize) / FEED_WORDS * FEED_WORDS * WORD_BINS as usize;
+            assert_eq!(got, want[fed..], "len {len}");
             assert_eq!(r.bins(0), (&[][..], 0, 0));
         }
     }
