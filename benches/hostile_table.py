@@ -35,6 +35,9 @@ import numpy as np
 import nncabac
 from nncabac import _nncabac, nnc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from hostile_files import claiming_1e12_elements, fix_header_crc  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "hostile-inputs.md"
 START, END = "<!-- hostile-table:start -->", "<!-- hostile-table:end -->"
@@ -81,65 +84,6 @@ def _put(data: bytes, pos: int, new: bytes) -> bytes:
     return data[:pos] + new + data[pos + len(new) :]
 
 
-def _fix_header_crc(data: bytes) -> bytes:
-    """``data`` with the header checksum recomputed (the span comes from the preamble)."""
-    span = _nncabac.header_span(data[: _nncabac.PREAMBLE_LEN])
-    crc = zlib.crc32(data[: span - 4]) & 0xFFFFFFFF
-    return _put(data, span - 4, crc.to_bytes(4, "little"))
-
-
-def _entry(name: str, shape: tuple[int, ...], method: str = "uniform") -> dict[str, Any]:
-    return dict(
-        name=name,
-        dtype="float32",
-        shape=shape,
-        method=method,
-        dq_flag=0,
-        num_gtx_flags=11,
-        qp=-38,
-        qp_density=2,
-        lambda_=0.0,
-    )
-
-
-def _write(*tensors: tuple[dict[str, Any], bytes]) -> bytes:
-    return bytes(_nncabac.write_container([], list(tensors)))
-
-
-def _first_difference(a: bytes, b: bytes, start: int) -> int:
-    for i in range(start, min(len(a), len(b))):
-        if a[i] != b[i]:
-            return i
-    raise RuntimeError("the two files do not differ")
-
-
-def _huge_claim(method: str) -> bytes:
-    """A one-tensor file whose header claims 10^12 elements, with a payload of a few bytes.
-
-    Shapes (0, 10^3, 10^3) and (1, 10^3, 10^3) are both writable; the first byte where their
-    files differ is the first dimension. The same byte of a file of shape (0, 10^6, 10^6) (zero
-    elements, so writable) is then set to 1, and the header checksum recomputed.
-    """
-    empty = nnc.Encoder()
-    empty.encode_layer(
-        np.zeros((0, 1), np.int32),
-        dq_flag=0,
-        num_gtx_flags=11,
-        param_opt_flag=0,
-        general_profile_idc=0,
-        parent_node_id_present_flag=0,
-    )
-    tiny = b"" if method == "raw" else empty.finish()
-    big_payload = bytes(4_000_000) if method == "raw" else bytes(1000)
-    a = _write((_entry("t", (0, 1000, 1000), method), tiny))
-    b = _write((_entry("t", (1, 1000, 1000), method), big_payload))
-    pos = _first_difference(a, b, _nncabac.PREAMBLE_LEN)
-    c = _write((_entry("t", (0, 10**6, 10**6), method), tiny))
-    if c[pos] != 0 or a[pos] != 0:
-        raise RuntimeError("the first dimension is not where the comparison found it")
-    return _fix_header_crc(_put(c, pos, b"\x01"))
-
-
 def _with_payload_flip(data: bytes, payload_at: int, mask: int) -> bytes:
     """``data`` with one payload byte flipped and both checksums made valid again, so that the
     flipped byte reaches the CABAC decoder. The payload's CRC is found in the header by value."""
@@ -158,7 +102,7 @@ def _with_payload_flip(data: bytes, payload_at: int, mask: int) -> bytes:
         raise RuntimeError("the payload CRC is not stored once in the header")
     flipped = _flip(data, payload_at, mask)
     crc = zlib.crc32(flipped[start : start + e["length"]]) & 0xFFFFFFFF
-    return _fix_header_crc(_put(flipped, crc_at, crc.to_bytes(4, "little")))
+    return fix_header_crc(_put(flipped, crc_at, crc.to_bytes(4, "little")))
 
 
 def _model() -> dict[str, np.ndarray]:
@@ -244,7 +188,7 @@ def build_cases(tmp: Path) -> list[Case]:
         "minor version 7 (newer minor: readable)",
         "tensor",
         ("ok",),
-        _fix_header_crc(_put(t, 10, (7).to_bytes(2, "little"))),
+        fix_header_crc(_put(t, 10, (7).to_bytes(2, "little"))),
     )
     add(
         g,
@@ -284,14 +228,14 @@ def build_cases(tmp: Path) -> list[Case]:
         "header claims 10^12 elements, coded payload of a few bytes",
         "tensor",
         DECODE,
-        _huge_claim("uniform"),
+        claiming_1e12_elements("uniform"),
     )
     add(
         g,
         "header claims 10^12 elements, raw payload of 0 bytes",
         "tensor",
         DECODE,
-        _huge_claim("raw"),
+        claiming_1e12_elements("raw"),
     )
     add(g, "4 KiB of random bytes", "tensor", DECODE, rng.bytes(4096))
     add(
@@ -323,7 +267,7 @@ def build_cases(tmp: Path) -> list[Case]:
         "`decompress`: header byte flipped, CRC fixed",
         "model",
         TYPED + ("ok",),
-        _fix_header_crc(_flip(m, mspan - 8, 0x01)),
+        fix_header_crc(_flip(m, mspan - 8, 0x01)),
     )
     add(
         g,
@@ -347,7 +291,7 @@ def build_cases(tmp: Path) -> list[Case]:
     variants = []
     for pos in range(_nncabac.PREAMBLE_LEN, mspan - 4):
         for new in {0x00, 0xFF, 0x7F, m[pos] ^ 0x01, m[pos] ^ 0x80}:
-            variants.append(_fix_header_crc(_put(m, pos, bytes([new]))))
+            variants.append(fix_header_crc(_put(m, pos, bytes([new]))))
     add(
         g,
         f"every header byte of the model file set to 00/FF/7F/^01/^80, CRC fixed "

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
-import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 
 import nncabac
 from nncabac import DecodeError, NncabacError, nnc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from hostile_files import claiming_1e12_elements  # noqa: E402
 
 PARAMS = dict(num_gtx_flags=11, general_profile_idc=1, parent_node_id_present_flag=1)
 
@@ -139,54 +142,9 @@ def test_random_garbage_in_a_subprocess_never_crashes() -> None:
     assert ok + err == 3000 and err > 0
 
 
-def _entry(shape: tuple[int, ...], method: str) -> dict[str, object]:
-    return dict(
-        name="t",
-        dtype="float32",
-        shape=shape,
-        method=method,
-        dq_flag=0,
-        num_gtx_flags=11,
-        qp=-38,
-        qp_density=2,
-        lambda_=0.0,
-    )
-
-
-def _claiming_1e12_elements(method: str) -> bytes:
-    """A file whose header claims 10^12 elements over a payload of a few bytes: the first
-    dimension of a writable file of shape (0, 10^6, 10^6) set to 1, found as the first byte in
-    which files of shape (0, 1000, 1000) and (1, 1000, 1000) differ; header CRC recomputed."""
-    from nncabac import _nncabac
-
-    enc = nnc.Encoder()
-    enc.encode_layer(
-        np.zeros((0, 1), np.int32),
-        dq_flag=0,
-        num_gtx_flags=11,
-        param_opt_flag=0,
-        general_profile_idc=0,
-        parent_node_id_present_flag=0,
-    )
-    tiny = b"" if method == "raw" else enc.finish()
-    big = bytes(4_000_000 if method == "raw" else 1000)
-
-    def write(shape: tuple[int, ...], payload: bytes) -> bytes:
-        return bytes(_nncabac.write_container([], [(_entry(shape, method), payload)]))
-
-    a, b = write((0, 1000, 1000), tiny), write((1, 1000, 1000), big)
-    pos = next(i for i in range(_nncabac.PREAMBLE_LEN, len(a)) if a[i] != b[i])
-    c = bytearray(write((0, 10**6, 10**6), tiny))
-    assert c[pos] == 0
-    c[pos] = 1
-    span = _nncabac.header_span(bytes(c[: _nncabac.PREAMBLE_LEN]))
-    c[span - 4 : span] = (zlib.crc32(bytes(c[: span - 4])) & 0xFFFFFFFF).to_bytes(4, "little")
-    return bytes(c)
-
-
 @pytest.mark.parametrize("method", ["uniform", "raw"])
 def test_file_claiming_1e12_elements_is_refused_quickly(method: str) -> None:
-    data = _claiming_1e12_elements(method)
+    data = claiming_1e12_elements(method)
     t = time.perf_counter()
     with pytest.raises(DecodeError):
         nncabac.decode_tensor(data)
