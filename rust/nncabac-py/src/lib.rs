@@ -516,6 +516,22 @@ fn entry_from_dict(d: &Bound<'_, PyDict>) -> PyResult<TensorEntry> {
     })
 }
 
+/// `w` with the metadata pairs and the (entry dict, payload) pairs added.
+fn filled(
+    mut w: ContainerWriter,
+    metadata: &[(String, String)],
+    tensors: &[(Bound<'_, PyDict>, Bound<'_, PyAny>)],
+) -> PyResult<ContainerWriter> {
+    for (k, v) in metadata {
+        w.add_metadata(k, v).map_err(to_py)?;
+    }
+    for (d, payload) in tensors {
+        let payload: Cow<'_, [u8]> = payload.extract()?;
+        w.add_tensor(entry_from_dict(d)?, &payload).map_err(to_py)?;
+    }
+    Ok(w)
+}
+
 /// Serializes a container from metadata pairs and (entry dict, payload) pairs.
 #[pyfunction]
 fn write_container<'py>(
@@ -523,14 +539,7 @@ fn write_container<'py>(
     metadata: Vec<(String, String)>,
     tensors: Vec<(Bound<'py, PyDict>, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let mut w = ContainerWriter::new();
-    for (k, v) in &metadata {
-        w.add_metadata(k, v).map_err(to_py)?;
-    }
-    for (d, payload) in &tensors {
-        let payload: Cow<'_, [u8]> = payload.extract()?;
-        w.add_tensor(entry_from_dict(d)?, &payload).map_err(to_py)?;
-    }
+    let w = filled(ContainerWriter::new(), &metadata, &tensors)?;
     let bytes = py.detach(|| w.finish()).map_err(to_py)?;
     Ok(PyBytes::new(py, &bytes))
 }
@@ -542,14 +551,7 @@ fn container_size<'py>(
     metadata: Vec<(String, String)>,
     tensors: Vec<(Bound<'py, PyDict>, Bound<'py, PyAny>)>,
 ) -> PyResult<u64> {
-    let mut w = ContainerWriter::measuring();
-    for (k, v) in &metadata {
-        w.add_metadata(k, v).map_err(to_py)?;
-    }
-    for (d, payload) in &tensors {
-        let payload: Cow<'_, [u8]> = payload.extract()?;
-        w.add_tensor(entry_from_dict(d)?, &payload).map_err(to_py)?;
-    }
+    let w = filled(ContainerWriter::measuring(), &metadata, &tensors)?;
     w.finished_len().map_err(to_py)
 }
 
@@ -562,14 +564,7 @@ fn container_prefix<'py>(
     metadata: Vec<(String, String)>,
     tensors: Vec<(Bound<'py, PyDict>, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let mut w = ContainerWriter::measuring();
-    for (k, v) in &metadata {
-        w.add_metadata(k, v).map_err(to_py)?;
-    }
-    for (d, payload) in &tensors {
-        let payload: Cow<'_, [u8]> = payload.extract()?;
-        w.add_tensor(entry_from_dict(d)?, &payload).map_err(to_py)?;
-    }
+    let w = filled(ContainerWriter::measuring(), &metadata, &tensors)?;
     let prefix = w.prefix().map_err(to_py)?;
     Ok(PyBytes::new(py, &prefix))
 }
