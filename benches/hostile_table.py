@@ -3,6 +3,7 @@ Python API and records what each does, with its time and peak memory.
 
     python benches/hostile_table.py            # writes the table into docs/hostile-inputs.md
     python benches/hostile_table.py --print    # prints it instead
+    python benches/hostile_table.py --check    # exit 1 if its results differ from the table
 
 Each input runs in a fresh interpreter, so a crash (abort, segfault), a hang (timeout) or a panic
 crossing into Python is recorded as such instead of ending the run; peak memory is the growth of
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import difflib
 import gc
 import json
 import pickle
@@ -560,10 +562,27 @@ def render(cases: list[Case], results: list[dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _outcomes(text: str) -> list[str]:
+    """The rows of a rendered table without their time and memory columns (which vary from run
+    to run): input, expectation, result and mark."""
+    rows = []
+    for line in text.splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| ") and len(cells) == 6 and not line.startswith("| input "):
+            rows.append(" | ".join(cells[:3] + cells[5:]))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--child", metavar="CASE", help=argparse.SUPPRESS)
     ap.add_argument("--print", action="store_true", help="print the table instead of writing it")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the committed table's inputs, expectations or results differ from a "
+        "new run (times and memory are not compared)",
+    )
     args = ap.parse_args()
     if args.child:
         run_child(args.child)
@@ -575,6 +594,15 @@ def main() -> None:
     table = render(cases, results)
     if args.print:
         print(table)
+        return
+    if args.check:
+        committed = _outcomes(DOC.read_text() if DOC.exists() else "")
+        fresh = _outcomes(table)
+        if committed != fresh:
+            diff = difflib.unified_diff(committed, fresh, "committed", "this run", lineterm="")
+            print("\n".join(diff))
+            sys.exit(f"{DOC.name} is out of date: run `python benches/hostile_table.py`")
+        print(f"{DOC.name}: all {len(fresh)} rows as committed")
         return
     text = DOC.read_text() if DOC.exists() else f"# Hostile inputs\n\n{START}\n{END}\n"
     if START not in text or END not in text:

@@ -56,3 +56,15 @@ def test_readme_results_table_is_up_to_date() -> None:
             "README's results table is out of date with benches/results/*.md: run "
             "`python benches/report.py` and commit README.md"
         )
+
+
+def test_hostile_inputs_table_is_up_to_date() -> None:
+    """docs/hostile-inputs.md says how each hostile input is refused; a run of its generator
+    must give the same inputs, expectations and results (times and memory vary)."""
+    import subprocess
+
+    script = ROOT / "benches" / "hostile_table.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
