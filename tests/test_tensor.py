@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nncabac
-from nncabac import DecodeError, ParameterError, nnc
+from nncabac import DecodeError, ParameterError, _nncabac, nnc
 
 FLOATS = [np.float16, np.float32, np.float64]
 shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=7)
@@ -92,6 +92,53 @@ def test_non_finite_input_is_rejected_naming_the_tensor(bad: float) -> None:
     x[3] = bad
     with pytest.raises(ParameterError, match="layer3.weight"):
         nncabac.encode_tensor(x, name="layer3.weight")
+
+
+@pytest.mark.parametrize(
+    ("scale", "qp", "method", "flags"),
+    [
+        (0.05, -60, "uniform", (1, 1)),
+        (0.05, -60, "trellis", (1, 1)),
+        (0.02, -38, "uniform", (4, 16)),
+    ],
+)
+def test_each_tensor_is_coded_with_the_greater_than_flags_that_suit_it(
+    scale: float, qp: int, method: str, flags: tuple[int, int]
+) -> None:
+    """Dense levels take one flag (a smaller payload that decodes faster than with NNCodec's
+    11); levels of a few steps take more. The quantizer, and so the reconstruction, is
+    NNCodec's either way."""
+    x = np.random.default_rng(3).laplace(0, scale, (64, 64)).astype(np.float32)
+    data = nncabac.encode_tensor(x, qp=qp, method=method, lambda_=0.0)  # type: ignore[arg-type]
+    info = nncabac.tensor_info(data)
+    dq = int(method == "trellis")
+    levels, q = _nncabac.quantize_layer(
+        x,
+        dq_flag=dq,
+        qp=qp,
+        qp_density=2,
+        lambda_scale=0.0,
+        max_num_no_rem=10,
+        general_profile_idc=0,
+    )
+    assert flags[0] <= info.num_gtx_flags <= flags[1]
+    assert info.num_gtx_flags == _nncabac.choose_num_gtx_flags(levels, dq_flag=dq)
+    expect = _nncabac.dequantize_layer(levels, qp=q, qp_density=2).reshape(x.shape)
+    np.testing.assert_array_equal(nncabac.decode_tensor(data), expect)
+
+    def payload(g: int) -> int:
+        enc = nnc.Encoder()
+        enc.encode_layer(
+            levels.reshape(x.shape),
+            dq_flag=dq,
+            num_gtx_flags=g,
+            param_opt_flag=1,
+            general_profile_idc=0,
+            parent_node_id_present_flag=0,
+        )
+        return len(enc.finish())
+
+    assert payload(info.num_gtx_flags) <= payload(11)
 
 
 def test_step_and_qp_are_interchangeable() -> None:

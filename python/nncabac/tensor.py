@@ -31,6 +31,9 @@ __all__ = [
 
 Method = Literal["uniform", "rdoq", "trellis", "exact"]
 
+# NNCodec's greater-than flags (cabac_unary_length_minus1 + 1). The quantizers' rate model uses
+# NUM_GTX - 1 as NNCodec does (so the levels match), while the coder chooses each tensor's G
+# (nncabac::gtx: the smallest estimated size; dense layers code smaller and decode faster with 1).
 NUM_GTX = 11
 QP_DENSITY = 2
 DEFAULT_QP = -38  # NNCodec's default for weights
@@ -61,6 +64,8 @@ class TensorInfo:
     qp_density: int
     lambda_: float
     num_bytes: int
+    num_gtx_flags: int = 11
+    """Greater-than flags of the CABAC layer, chosen per tensor (see docs/performance.md)."""
 
     @property
     def step(self) -> float | None:
@@ -165,8 +170,8 @@ class Job:
             self.lambda_,
         )
 
-    def finish(self, stream: bytes, qp_used: int) -> tuple[dict[str, Any], bytes]:
-        self.entry.update(qp=int(qp_used))
+    def finish(self, stream: bytes, qp_used: int, gtx: int) -> tuple[dict[str, Any], bytes]:
+        self.entry.update(qp=int(qp_used), num_gtx_flags=int(gtx))
         return self.entry, bytes(stream)
 
 
@@ -240,15 +245,19 @@ def code_many(
     """Quantize and code all jobs in one Rust call (all cores, GIL released), in order."""
     jobs = [it for it in items if isinstance(it, Job)]
     coded = iter(
-        _nncabac.code_layers([j.args() for j in jobs], num_gtx_flags=NUM_GTX, threads=workers)
+        _nncabac.code_layers(
+            [j.args() for j in jobs],
+            num_gtx_flags=NUM_GTX,
+            choose_num_gtx_flags=True,
+            threads=workers,
+        )
         if jobs
         else []
     )
     out = []
     for it in items:
         if isinstance(it, Job):
-            stream, qp_used = next(coded)
-            out.append(it.finish(stream, qp_used))
+            out.append(it.finish(*next(coded)))
         else:
             out.append(it)
     return out
@@ -269,16 +278,18 @@ def _code_exact(arr: np.ndarray, entry: dict[str, Any]) -> tuple[dict[str, Any],
     fits = flat.size == 0 or (int(flat.min()) >= -(2**31) and int(flat.max()) < 2**31)
     if not fits or (len(shape) > 1 and 0 in shape[1:]):
         return _code_raw(arr, entry)
+    levels = np.ascontiguousarray(flat, dtype=np.int32)
+    gtx = _nncabac.choose_num_gtx_flags(levels, dq_flag=0)
     enc = nnc.Encoder()
     enc.encode_layer(
-        flat.reshape(shape),
+        levels.reshape(shape),
         dq_flag=0,
-        num_gtx_flags=NUM_GTX,
+        num_gtx_flags=gtx,
         param_opt_flag=1,
         general_profile_idc=0,
         parent_node_id_present_flag=0,
     )
-    entry.update(method="lossless")
+    entry.update(method="lossless", num_gtx_flags=gtx)
     return entry, enc.finish()
 
 
@@ -301,6 +312,7 @@ def _info(entry: dict[str, Any], num_bytes: int) -> TensorInfo:
         qp_density=entry["qp_density"],
         lambda_=entry["lambda_"],
         num_bytes=num_bytes,
+        num_gtx_flags=entry["num_gtx_flags"],
     )
 
 

@@ -293,15 +293,17 @@ type Job<'py> = (
 
 /// Quantizes and codes many tensors on all cores with the GIL released. Each job is
 /// `(weights, shape, importance, dq_flag, qp, qp_density, lambda_scale)`; returns
-/// `(stream, qp_used)` per job, in order (G = `num_gtx_flags`, rate model G − 1, param_opt 1).
+/// `(stream, qp_used, num_gtx_flags_used)` per job, in order (G = `num_gtx_flags`, or chosen
+/// per tensor with `choose_num_gtx_flags`; rate model `num_gtx_flags` − 1; param_opt 1).
 #[pyfunction]
-#[pyo3(signature = (jobs, *, num_gtx_flags=11, threads=None))]
+#[pyo3(signature = (jobs, *, num_gtx_flags=11, choose_num_gtx_flags=false, threads=None))]
 fn code_layers<'py>(
     py: Python<'py>,
     jobs: Vec<Job<'py>>,
     num_gtx_flags: u32,
+    choose_num_gtx_flags: bool,
     threads: Option<usize>,
-) -> PyResult<Vec<(Bound<'py, PyBytes>, i32)>> {
+) -> PyResult<Vec<(Bound<'py, PyBytes>, i32, u32)>> {
     if num_gtx_flags == 0 {
         return Err(ParameterError::new_err("num_gtx_flags must be at least 1"));
     }
@@ -340,6 +342,7 @@ fn code_layers<'py>(
                 quant: *quant,
                 importance: *imp,
                 num_gtx_flags,
+                choose_num_gtx_flags,
                 param_opt_flag: true,
             })
             .collect();
@@ -357,7 +360,11 @@ fn code_layers<'py>(
                     _ => ParameterError::new_err(msg),
                 }
             })?;
-            Ok((PyBytes::new(py, &coded.stream), coded.qp))
+            Ok((
+                PyBytes::new(py, &coded.stream),
+                coded.qp,
+                coded.num_gtx_flags,
+            ))
         })
         .collect()
 }
@@ -406,6 +413,22 @@ fn decode_layers<'py>(
             nncabac::batch::Decoded::Weights(v) => Ok(PyArray1::from_vec(py, v).into_any()),
         })
         .collect()
+}
+
+/// The number of greater-than flags that codes `levels` smallest (see `nncabac::gtx`).
+/// GIL released.
+#[pyfunction]
+#[pyo3(signature = (levels, *, dq_flag))]
+fn choose_num_gtx_flags(levels: PyReadonlyArrayDyn<'_, i32>, dq_flag: u8) -> PyResult<u32> {
+    if dq_flag > 1 {
+        return Err(ParameterError::new_err("dq_flag must be 0 or 1"));
+    }
+    let l = levels
+        .as_slice()
+        .map_err(|_| ParameterError::new_err("levels must be C-contiguous int32"))?;
+    Ok(levels
+        .py()
+        .detach(|| nncabac::gtx::choose_num_gtx_flags(l, dq_flag == 1)))
 }
 
 /// The NNC step size Δ of `qp` at `qp_density`.
@@ -675,6 +698,7 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quantize_layer, m)?)?;
     m.add_function(wrap_pyfunction!(dequantize_layer, m)?)?;
     m.add_function(wrap_pyfunction!(step_size, m)?)?;
+    m.add_function(wrap_pyfunction!(choose_num_gtx_flags, m)?)?;
     m.add_function(wrap_pyfunction!(code_layers, m)?)?;
     m.add_function(wrap_pyfunction!(decode_layers, m)?)?;
     m.add_function(wrap_pyfunction!(write_container, m)?)?;

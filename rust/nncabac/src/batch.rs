@@ -20,19 +20,27 @@ pub struct LayerJob<'a> {
     pub quant: QuantParams,
     /// Optional per-weight importance (see [`crate::quant::quantize_layer`]).
     pub importance: Option<&'a [f32]>,
-    /// Greater-than flags of the coder (NNCodec: `max_num_no_rem + 1`).
+    /// Greater-than flags of the coder (NNCodec: `max_num_no_rem + 1`), unless
+    /// `choose_num_gtx_flags` is set.
     pub num_gtx_flags: u32,
+    /// Let the encoder choose the greater-than flags from the levels
+    /// ([`crate::gtx::choose_num_gtx_flags`]: the smallest estimated size). The quantizer keeps
+    /// its own `max_num_no_rem`, so the levels do not change.
+    pub choose_num_gtx_flags: bool,
     /// Let the encoder choose initialisation sets.
     pub param_opt_flag: bool,
 }
 
-/// A coded tensor: its stream and the qp actually used (after any overflow fallback).
+/// A coded tensor: its stream, the qp actually used (after any overflow fallback) and the
+/// greater-than flags it was coded with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodedLayer {
     /// Bytes of the finished single-layer stream (`general_profile_idc` 0).
     pub stream: Vec<u8>,
     /// qp used.
     pub qp: i32,
+    /// Greater-than flags of the stream.
+    pub num_gtx_flags: u32,
 }
 
 /// Quantizes and codes one tensor.
@@ -57,9 +65,14 @@ fn code_with(w: &mut Worker, job: &LayerJob<'_>) -> Result<CodedLayer> {
     let qp = w
         .quantizer
         .quantize_into(job.weights, &job.quant, job.importance, levels)?;
+    let num_gtx_flags = if job.choose_num_gtx_flags {
+        crate::gtx::choose_num_gtx_flags(levels, job.quant.dq_flag)
+    } else {
+        job.num_gtx_flags
+    };
     let params = LayerParams {
         dq_flag: job.quant.dq_flag,
-        num_gtx_flags: job.num_gtx_flags,
+        num_gtx_flags,
         general_profile_idc: 0,
         parent_node_id_present_flag: false,
         scan_order: 0,
@@ -70,7 +83,11 @@ fn code_with(w: &mut Worker, job: &LayerJob<'_>) -> Result<CodedLayer> {
         .encode_layer(&w.levels, job.shape, &params, job.param_opt_flag);
     let stream = w.encoder.finish_and_restart();
     coded?;
-    Ok(CodedLayer { stream, qp })
+    Ok(CodedLayer {
+        stream,
+        qp,
+        num_gtx_flags,
+    })
 }
 
 /// Quantizes and codes many tensors, in parallel when the `parallel` feature is on; results
@@ -182,6 +199,7 @@ mod tests {
             },
             importance: None,
             num_gtx_flags: 11,
+            choose_num_gtx_flags: false,
             param_opt_flag: true,
         }
     }
@@ -258,6 +276,38 @@ mod tests {
         assert_eq!(out[0].as_ref().unwrap(), &want);
         assert!(out[1].is_err());
         assert_eq!(out[2].as_ref().unwrap(), &Decoded::Levels(levels));
+    }
+
+    #[test]
+    fn chosen_greater_than_flags_are_reported_and_decode() {
+        // Near-lossless steps give dense levels, which code best with one flag.
+        let w: Vec<f32> = (0..4000)
+            .map(|i| ((i * 7919) % 4001) as f32 * 1e-4 - 0.2)
+            .collect();
+        let shape = [40, 100];
+        for dq in [false, true] {
+            let mut j = job(&w, &shape, dq);
+            j.quant.qp = -60;
+            let fixed = code_layer(&j).unwrap();
+            assert_eq!(fixed.num_gtx_flags, 11);
+            j.choose_num_gtx_flags = true;
+            let chosen = code_layer(&j).unwrap();
+            let levels = crate::quant::quantize_layer(&w, &j.quant, None).unwrap().0;
+            assert_eq!(
+                chosen.num_gtx_flags,
+                crate::gtx::choose_num_gtx_flags(&levels, dq)
+            );
+            assert_eq!(chosen.num_gtx_flags, 1);
+            assert!(chosen.stream.len() < fixed.stream.len());
+            let d = DecodeJob {
+                stream: &chosen.stream,
+                shape: &shape,
+                dq_flag: dq,
+                num_gtx_flags: chosen.num_gtx_flags,
+                dequantize: None,
+            };
+            assert_eq!(decode_layer(&d).unwrap(), Decoded::Levels(levels));
+        }
     }
 
     #[test]

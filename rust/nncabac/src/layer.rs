@@ -123,7 +123,7 @@ pub fn coded_level(r: i64, state: u32) -> i64 {
 /// layer with random signs. The direct encode keeps the branches: there the binarization's own
 /// branches on the level follow the same outcome, and the branch-free form measured slower.
 #[inline(always)]
-fn coded_level_branchless(r: i64, state: u32) -> i64 {
+pub(crate) fn coded_level_branchless(r: i64, state: u32) -> i64 {
     let q = (state & 1) as i64;
     let s = r >> 63; // 0 or -1
     (r + ((q ^ s) - s)) >> 1

@@ -7,7 +7,7 @@
 //! Stages, one module each, in the order a tensor goes through them:
 //! [`contexts`] (adaptive probability models), [`binarization`] (bins of one level),
 //! [`engine`] (arithmetic coder), [`layer`] (one tensor's payload), [`stream`] (layers and
-//! fields in one stream).
+//! fields in one stream). [`gtx`] chooses a layer's number of greater-than flags.
 //!
 //! ```
 //! use nncabac::{Decoder, Encoder, LayerParams};
@@ -34,6 +34,7 @@ pub mod container;
 pub mod contexts;
 pub mod engine;
 pub mod error;
+pub mod gtx;
 pub mod layer;
 pub mod quant;
 pub mod rate;
