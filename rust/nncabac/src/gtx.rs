@@ -14,7 +14,7 @@
 use crate::layer::{coded_level_branchless, next_state};
 
 /// Largest `G` the choice considers: past it the flags of the layers we measured only cost.
-pub const MAX_CHOSEN_GTX: u32 = 16;
+pub const MAX_CHOSEN_GTX: u32 = 11;
 
 /// Magnitudes below this are counted one by one; larger ones by their remainder's prefix length.
 const CAP: usize = 4096;
