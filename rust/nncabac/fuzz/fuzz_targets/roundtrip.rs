@@ -7,13 +7,6 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
         return;
     }
-    let params = LayerParams {
-        dq_flag: false,
-        num_gtx_flags: 1 + (data[0] as u32 % 40),
-        general_profile_idc: data[1] & 1,
-        parent_node_id_present_flag: data[1] & 2 != 0,
-        scan_order: 0,
-    };
     let opt = data[2] & 1 == 1;
     let levels: Vec<i32> = data[3..]
         .chunks(4)
@@ -23,6 +16,19 @@ fuzz_target!(|data: &[u8]| {
             i32::from_le_bytes(b) >> (c[0] % 32)
         })
         .collect();
+    // G as the encoder chooses it for these levels, or any of 1..=40.
+    let num_gtx_flags = if data[0] >= 240 {
+        nncabac::gtx::choose_num_gtx_flags(&levels, false)
+    } else {
+        1 + (data[0] as u32 % 40)
+    };
+    let params = LayerParams {
+        dq_flag: false,
+        num_gtx_flags,
+        general_profile_idc: data[1] & 1,
+        parent_node_id_present_flag: data[1] & 2 != 0,
+        scan_order: 0,
+    };
     let mut enc = Encoder::new();
     enc.encode_layer(&levels, &[levels.len()], &params, opt).unwrap();
     let bytes = enc.finish();
