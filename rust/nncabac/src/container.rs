@@ -37,6 +37,26 @@ const MIN_ENTRY_BYTES: usize = 8;
 /// Fewest table bytes one metadata pair can take (two empty strings).
 const MIN_META_BYTES: usize = 2;
 
+/// Name `i` of a code table (`i` is an enum's discriminant, so always in range).
+fn name_of(names: &[&'static str], i: usize) -> &'static str {
+    names.get(i).copied().unwrap_or("?")
+}
+
+/// The variant of `all` named `name` in `names` (same order).
+fn by_name<T: Copy>(all: &[T], names: &[&str], name: &str, what: &str) -> Result<T> {
+    names
+        .iter()
+        .zip(all)
+        .find(|(n, _)| **n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| Error::InvalidParameter(format!("unknown {what} {name:?}")))
+}
+
+/// The variant of `all` whose code (index) is `code`.
+fn by_code<T: Copy>(all: &[T], code: u8, err: &'static str) -> Result<T> {
+    all.get(code as usize).copied().ok_or(Error::Corrupt(err))
+}
+
 /// Element type of the original tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -93,22 +113,14 @@ impl DType {
     }
     /// numpy-style name (`"float32"`, `"bfloat16"`, ...).
     pub fn name(self) -> &'static str {
-        Self::NAMES.get(self as usize).copied().unwrap_or("?")
+        name_of(&Self::NAMES, self as usize)
     }
     /// Parses a numpy-style name.
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::NAMES
-            .iter()
-            .zip(Self::ALL)
-            .find(|(n, _)| **n == name)
-            .map(|(_, d)| d)
-            .ok_or_else(|| Error::InvalidParameter(format!("unknown dtype {name:?}")))
+        by_name(&Self::ALL, &Self::NAMES, name, "dtype")
     }
     fn from_code(code: u8) -> Result<Self> {
-        Self::ALL
-            .get(code as usize)
-            .copied()
-            .ok_or(Error::Corrupt("unknown dtype code"))
+        by_code(&Self::ALL, code, "unknown dtype code")
     }
 }
 
@@ -139,22 +151,14 @@ impl Method {
     const NAMES: [&'static str; 5] = ["raw", "lossless", "uniform", "rdoq", "trellis"];
     /// Name as used by the Python API.
     pub fn name(self) -> &'static str {
-        Self::NAMES.get(self as usize).copied().unwrap_or("?")
+        name_of(&Self::NAMES, self as usize)
     }
     /// Parses a name.
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::NAMES
-            .iter()
-            .zip(Self::ALL)
-            .find(|(n, _)| **n == name)
-            .map(|(_, m)| m)
-            .ok_or_else(|| Error::InvalidParameter(format!("unknown coding method {name:?}")))
+        by_name(&Self::ALL, &Self::NAMES, name, "coding method")
     }
     fn from_code(code: u8) -> Result<Self> {
-        Self::ALL
-            .get(code as usize)
-            .copied()
-            .ok_or(Error::Corrupt("unknown coding method"))
+        by_code(&Self::ALL, code, "unknown coding method")
     }
     /// Whether the payload is a CABAC stream of one layer.
     pub fn is_cabac(self) -> bool {
