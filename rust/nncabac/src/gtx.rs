@@ -208,16 +208,8 @@ mod tests {
 
     /// Rounded Laplacian levels of scale `scale`.
     fn laplacian(n: usize, scale: f64, seed: u64) -> Vec<i32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let u = ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
-                (-scale * u.signum() * (1.0 - 2.0 * u.abs()).max(1e-300).ln()).round() as i32
-            })
-            .collect()
+        let w = crate::trellis::tests::lap(n, scale, seed);
+        w.iter().map(|x| x.round() as i32).collect()
     }
 
     fn coded_size(levels: &[i32], dq: bool, g: u32) -> usize {

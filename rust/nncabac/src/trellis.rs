@@ -483,7 +483,7 @@ fn backtrack(weights: &[f32], qs: f64, end: usize, out: &mut [i32]) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::layer::{coded_level, next_state, reconstruction_index};
     use crate::rate::RateModel;
@@ -607,7 +607,8 @@ mod tests {
         out
     }
 
-    fn lap(n: usize, scale: f64, seed: u64) -> Vec<f32> {
+    /// Laplacian weights of scale `scale` (a fixed LCG, so every run sees the same ones).
+    pub(crate) fn lap(n: usize, scale: f64, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
