@@ -13,7 +13,9 @@
 
 use crate::layer::{coded_level_branchless, next_state};
 
-/// Largest `G` the choice considers: past it the flags of the layers we measured only cost.
+/// Largest `G` the choice considers: NNCodec's, so that no layer decodes more bins than it would
+/// there. Up to 16 flags saved at most 0.2 % more on the layers we measured (ResNet-56 at qp
+/// −23, where many layers chose 16) and decoded 5 % slower.
 pub const MAX_CHOSEN_GTX: u32 = 11;
 
 /// Magnitudes below this are counted one by one; larger ones by their remainder's prefix length.
