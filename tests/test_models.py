@@ -263,6 +263,30 @@ def test_cli_compress_info_and_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Traceback" not in err and err.count("nncabac: error") == 3
 
 
+def test_greater_than_flags_chosen_per_tensor_or_fixed(tmp_path: Path) -> None:
+    """By default each CABAC tensor gets its own G; ``num_gtx_flags=11`` (CLI
+    ``--num-gtx-flags``) codes every one as NNCodec does. The levels are the same either way."""
+    m = _model()
+    torch.save(m.state_dict(), tmp_path / "m.pt")
+    nncabac.compress(m, tmp_path / "auto.nncabac", qp=-50, method="uniform")
+    argv = ["compress", str(tmp_path / "m.pt"), str(tmp_path / "g11.nncabac"), "--qp", "-50"]
+    assert cli.main([*argv, "--method", "uniform", "--num-gtx-flags", "11"]) == 0
+
+    def flags(path: Path) -> dict[str, int]:
+        with nncabac.safe_open(path) as f:
+            es = {k: f.entry(k) for k in f.keys()}
+        return {k: e["num_gtx_flags"] for k, e in es.items() if e["method"] != "raw"}
+
+    assert set(flags(tmp_path / "g11.nncabac").values()) == {11}
+    auto = flags(tmp_path / "auto.nncabac")
+    assert auto["0.weight"] == 1  # dense levels at a fine step
+    a = nncabac.decompress(tmp_path / "auto.nncabac", framework="np")
+    b = nncabac.decompress(tmp_path / "g11.nncabac", framework="np")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert cli.main([*argv[:2], str(tmp_path / "x.nncabac"), "--num-gtx-flags", "0"]) == 2
+
+
 def test_folder_round_trip_without_transformers(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()

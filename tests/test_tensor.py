@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 import nncabac
 from nncabac import DecodeError, ParameterError, _nncabac, nnc
+from nncabac.tensor import code_array
 
 FLOATS = [np.float16, np.float32, np.float64]
 shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=7)
@@ -139,6 +140,43 @@ def test_each_tensor_is_coded_with_the_greater_than_flags_that_suit_it(
         return len(enc.finish())
 
     assert payload(info.num_gtx_flags) <= payload(11)
+
+
+@pytest.mark.parametrize(
+    ("gtx", "method"), [(11, "trellis"), (11, "uniform"), (4, "rdoq"), (1, "uniform")]
+)
+def test_fixed_greater_than_flags_code_as_nncodec_does(gtx: int, method: str) -> None:
+    """``num_gtx_flags=G`` is NNCodec with ``cabac_unary_length_minus1 = G - 1``: its rate model
+    (``max_num_no_rem``) and coder, so the payload is the reference coder's for those levels."""
+    x = np.random.default_rng(5).laplace(0, 0.05, (48, 40)).astype(np.float32)
+    entry, payload = code_array(x, qp=-40, method=method, num_gtx_flags=gtx)  # type: ignore[arg-type]
+    assert entry["num_gtx_flags"] == gtx
+    dq = int(method == "trellis")
+    levels, _ = _nncabac.quantize_layer(
+        x,
+        dq_flag=dq,
+        qp=-40,
+        qp_density=2,
+        lambda_scale=0.0 if method == "uniform" else 1.0,
+        max_num_no_rem=gtx - 1,
+        general_profile_idc=0,
+    )
+    enc = nnc.Encoder()
+    enc.encode_layer(
+        levels.reshape(x.shape),
+        dq_flag=dq,
+        num_gtx_flags=gtx,
+        param_opt_flag=1,
+        general_profile_idc=0,
+        parent_node_id_present_flag=0,
+    )
+    assert payload == enc.finish()
+    ints = np.arange(-300, 300, dtype=np.int64).reshape(20, 30)
+    entry, _ = code_array(ints, num_gtx_flags=gtx)
+    assert (entry["method"], entry["num_gtx_flags"]) == ("lossless", gtx)
+    for bad in (0, 4097, 2.0, True, "11"):
+        with pytest.raises(ParameterError):
+            code_array(x, num_gtx_flags=bad)  # type: ignore[arg-type]
 
 
 def test_step_and_qp_are_interchangeable() -> None:

@@ -39,7 +39,12 @@ def _compress(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if not src.exists():
         raise FileNotFoundError(f"no such file or folder: {src}")
-    policy: dict[str, Any] = dict(method=args.method, lambda_=args.lambda_, workers=args.workers)
+    policy: dict[str, Any] = dict(
+        method=args.method,
+        lambda_=args.lambda_,
+        workers=args.workers,
+        num_gtx_flags=args.num_gtx_flags,
+    )
     if args.qp is not None and args.bits_per_weight is not None:
         raise ValueError("give --qp or --bits-per-weight, not both")
     if args.bits_per_weight is not None:
@@ -254,6 +259,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="rate-distortion trade-off (default 1 for rdoq/trellis)",
+    )
+    p.add_argument(
+        "--num-gtx-flags",
+        type=int,
+        default=None,
+        help="CABAC greater-than flags of every tensor (default: chosen per tensor; 11 codes "
+        "as NNCodec does)",
     )
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -201,14 +201,15 @@ def compress(
     metadata: Mapping[str, str] | None = None,
     workers: int | None = None,
     on_step: Callable[[Step], None] | None = None,
+    num_gtx_flags: int | None = None,
 ) -> CompressReport:
     """Compress a torch module, a state dict (torch or numpy) or a ``.safetensors``/``.pt`` file.
 
     The quantized tensors use ``qp`` (default −38), or the finest qp that meets
-    ``bits_per_weight`` over the whole model. ``method``, ``lambda_`` and ``importance`` are as
-    in :func:`nncabac.encode_tensor`; ``rule`` overrides the policy (:mod:`nncabac.policy`) that
-    keeps integer buffers, normalization statistics and tiny tensors exact. Tied tensors are
-    stored once. Tensors are coded in parallel on all cores.
+    ``bits_per_weight`` over the whole model. ``method``, ``lambda_``, ``importance`` and
+    ``num_gtx_flags`` are as in :func:`nncabac.encode_tensor`; ``rule`` overrides the policy
+    (:mod:`nncabac.policy`) that keeps integer buffers, normalization statistics and tiny
+    tensors exact. Tied tensors are stored once. Tensors are coded in parallel on all cores.
     """
     state, dtypes, framework = load_state(obj)
     aliases = _aliases(state)
@@ -220,6 +221,7 @@ def compress(
         rule=rule,
         workers=workers,
         dtypes=dtypes,
+        num_gtx_flags=num_gtx_flags,
     )
     steps: list[Step] = []
     if bits_per_weight is not None:

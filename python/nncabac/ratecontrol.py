@@ -57,12 +57,14 @@ def code_tensors(
     rule: Rule | None = None,
     workers: int | None = None,
     dtypes: Mapping[str, str] | None = None,
+    num_gtx_flags: int | None = None,
 ) -> dict[str, Coded]:
     """Code every tensor under the policy, the quantized ones at ``qp``, on all cores.
 
     All quantized tensors go to Rust in one call, which codes them in parallel (rayon) with the
     GIL released; ``workers`` limits the threads.
     ``dtypes`` records original dtypes that numpy cannot hold (``"bfloat16"``).
+    ``num_gtx_flags`` is as in :func:`nncabac.encode_tensor` (default: chosen per tensor).
     """
 
     items = []
@@ -70,13 +72,24 @@ def code_tensors(
         how = resolve(name, _np(x), rule)
         dt = (dtypes or {}).get(name)
         if how.kind == "exact":
-            items.append(prepare(x, method="exact", name=name, dtype=dt))
+            items.append(
+                prepare(x, method="exact", name=name, dtype=dt, num_gtx_flags=num_gtx_flags)
+            )
             continue
         q = qp if how.qp is None else how.qp
         imp = importance.get(name) if importance is not None and how.kind == "quantize" else None
         m: Method = method if how.kind == "quantize" else "uniform"
         items.append(
-            prepare(x, qp=q, method=m, lambda_=lambda_, importance=imp, name=name, dtype=dt)
+            prepare(
+                x,
+                qp=q,
+                method=m,
+                lambda_=lambda_,
+                importance=imp,
+                name=name,
+                dtype=dt,
+                num_gtx_flags=num_gtx_flags,
+            )
         )
     return dict(zip(tensors, code_many(items, workers)))
 

@@ -121,6 +121,7 @@ def encode_tensor(
     importance: Any = None,
     qp_density: int = QP_DENSITY,
     name: str = "tensor",
+    num_gtx_flags: int | None = None,
 ) -> bytes:
     """Quantize and code a float tensor, or code an integer tensor losslessly.
 
@@ -129,7 +130,10 @@ def encode_tensor(
     (8-state dependent quantization with rate model) or ``"exact"`` (stored bit for bit).
     ``lambda_`` weighs rate against distortion (NNCodec's ``lambda_scale``; default 0 for uniform
     and 1 otherwise). ``importance``, an array of the tensor's shape, weighs each weight's
-    squared error in the RDOQ/trellis decisions.
+    squared error in the RDOQ/trellis decisions. ``num_gtx_flags``: the CABAC layer's
+    greater-than flags; by default the encoder chooses them (the smallest payload, levels as
+    NNCodec's); an int ``G`` codes as NNCodec does with ``cabac_unary_length_minus1 = G - 1``
+    (its rate model included), so ``11`` gives NNCodec's own payload for these levels.
 
     The result is a one-tensor nncabac container (``docs/format.md``): self-describing and
     checksummed.
@@ -143,6 +147,7 @@ def encode_tensor(
         importance=importance,
         qp_density=qp_density,
         name=name,
+        num_gtx_flags=num_gtx_flags,
     )
     return bytes(_nncabac.write_container([], [(entry, payload)]))
 
@@ -158,6 +163,8 @@ class Job:
     qp: int
     qp_density: int
     lambda_: float
+    num_gtx_flags: int | None = None
+    """Greater-than flags of the coder (and G − 1 of the rate model); None: chosen per tensor."""
 
     def args(self) -> tuple[Any, ...]:
         return (
@@ -186,8 +193,10 @@ def prepare(
     qp_density: int = QP_DENSITY,
     name: str = "tensor",
     dtype: str | None = None,
+    num_gtx_flags: int | None = None,
 ) -> Job | tuple[dict[str, Any], bytes]:
     """Validate one tensor: a :class:`Job` to quantize, or an exactly coded (entry, payload)."""
+    gtx = _check_gtx(num_gtx_flags)
     arr, found = _to_numpy(x)
     if dtype is not None and dtype != found:
         if not (dtype == "bfloat16" and found == "float32"):
@@ -207,7 +216,7 @@ def prepare(
         lambda_=0.0,
     )
     if dtype not in _FLOATS:
-        return _code_exact(arr, entry)
+        return _code_exact(arr, entry, gtx)
     if method == "exact":
         return _code_raw(arr, entry)
     if method not in ("uniform", "rdoq", "trellis"):
@@ -236,31 +245,37 @@ def prepare(
         if imp.shape != w.shape:
             raise ParameterError(f"{name}: importance shape {imp.shape} != tensor shape {w.shape}")
     entry.update(method=method, dq_flag=dq, qp_density=qp_density, lambda_=lam)
-    return Job(entry, w, imp, dq, q, qp_density, lam)
+    return Job(entry, w, imp, dq, q, qp_density, lam, gtx)
 
 
 def code_many(
     items: list[Job | tuple[dict[str, Any], bytes]], workers: int | None = None
 ) -> list[tuple[dict[str, Any], bytes]]:
-    """Quantize and code all jobs in one Rust call (all cores, GIL released), in order."""
+    """Quantize and code all jobs in one Rust call per greater-than-flags setting (all cores,
+    GIL released), in order."""
     jobs = [it for it in items if isinstance(it, Job)]
-    coded = iter(
-        _nncabac.code_layers(
-            [j.args() for j in jobs],
-            num_gtx_flags=NUM_GTX,
-            choose_num_gtx_flags=True,
+    done: dict[int, tuple[dict[str, Any], bytes]] = {}
+    for gtx in dict.fromkeys(j.num_gtx_flags for j in jobs):
+        group = [j for j in jobs if j.num_gtx_flags == gtx]
+        coded = _nncabac.code_layers(
+            [j.args() for j in group],
+            num_gtx_flags=NUM_GTX if gtx is None else gtx,
+            choose_num_gtx_flags=gtx is None,
             threads=workers,
         )
-        if jobs
-        else []
-    )
-    out = []
-    for it in items:
-        if isinstance(it, Job):
-            out.append(it.finish(*next(coded)))
-        else:
-            out.append(it)
-    return out
+        for j, c in zip(group, coded):
+            done[id(j)] = j.finish(*c)
+    return [done[id(it)] if isinstance(it, Job) else it for it in items]
+
+
+def _check_gtx(num_gtx_flags: int | None) -> int | None:
+    if num_gtx_flags is None:
+        return None
+    if isinstance(num_gtx_flags, bool) or not isinstance(num_gtx_flags, (int, np.integer)):
+        raise ParameterError(f"num_gtx_flags must be an int or None, got {num_gtx_flags!r}")
+    if not 1 <= num_gtx_flags <= 4096:
+        raise ParameterError(f"num_gtx_flags must be in 1..=4096, got {num_gtx_flags}")
+    return int(num_gtx_flags)
 
 
 def code_array(x: Any, **kwargs: Any) -> tuple[dict[str, Any], bytes]:
@@ -270,7 +285,9 @@ def code_array(x: Any, **kwargs: Any) -> tuple[dict[str, Any], bytes]:
     return code_many([prepare(x, **kwargs)])[0]
 
 
-def _code_exact(arr: np.ndarray, entry: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+def _code_exact(
+    arr: np.ndarray, entry: dict[str, Any], gtx: int | None = None
+) -> tuple[dict[str, Any], bytes]:
     shape = entry["shape"]
     flat = arr.reshape(-1)
     if flat.dtype == np.bool_:
@@ -279,7 +296,8 @@ def _code_exact(arr: np.ndarray, entry: dict[str, Any]) -> tuple[dict[str, Any],
     if not fits or (len(shape) > 1 and 0 in shape[1:]):
         return _code_raw(arr, entry)
     levels = np.ascontiguousarray(flat, dtype=np.int32)
-    gtx = _nncabac.choose_num_gtx_flags(levels, dq_flag=0)
+    if gtx is None:
+        gtx = _nncabac.choose_num_gtx_flags(levels, dq_flag=0)
     enc = nnc.Encoder()
     enc.encode_layer(
         levels.reshape(shape),
