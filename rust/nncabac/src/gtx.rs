@@ -214,7 +214,8 @@ mod tests {
         w.iter().map(|x| x.round() as i32).collect()
     }
 
-    fn coded_size(levels: &[i32], dq: bool, g: u32) -> usize {
+    /// The layer's parameters and its stream, coded with `g` flags.
+    fn coded(levels: &[i32], dq: bool, g: u32) -> (LayerParams, Vec<u8>) {
         let p = LayerParams {
             dq_flag: dq,
             num_gtx_flags: g,
@@ -223,7 +224,11 @@ mod tests {
         };
         let mut enc = Encoder::new();
         enc.encode_layer(levels, &[levels.len()], &p, true).unwrap();
-        enc.finish().len()
+        (p, enc.finish())
+    }
+
+    fn coded_size(levels: &[i32], dq: bool, g: u32) -> usize {
+        coded(levels, dq, g).1.len()
     }
 
     #[test]
@@ -321,15 +326,7 @@ mod tests {
                     .collect();
                 prop_assert_eq!(choose_num_gtx_flags(&coded, false), g);
             } else {
-                let p = LayerParams {
-                    dq_flag: false,
-                    num_gtx_flags: g,
-                    general_profile_idc: 0,
-                    ..LayerParams::default()
-                };
-                let mut enc = Encoder::new();
-                enc.encode_layer(&levels, &[levels.len()], &p, true).unwrap();
-                let bytes = enc.finish();
+                let (p, bytes) = coded(&levels, false, g);
                 let mut dec = Decoder::new(&bytes[..]).unwrap();
                 prop_assert_eq!(dec.decode_layer(&[levels.len()], &p).unwrap(), levels);
             }
