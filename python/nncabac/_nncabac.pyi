@@ -50,6 +50,7 @@ class Decoder:
     def finish(self) -> int: ...
 
 PREAMBLE_LEN: int
+MAX_GTX_FLAGS: int
 
 def quantize_layer(
     weights: npt.NDArray[np.float32],

@@ -273,8 +273,10 @@ def _check_gtx(num_gtx_flags: int | None) -> int | None:
         return None
     if isinstance(num_gtx_flags, bool) or not isinstance(num_gtx_flags, (int, np.integer)):
         raise ParameterError(f"num_gtx_flags must be an int or None, got {num_gtx_flags!r}")
-    if not 1 <= num_gtx_flags <= 4096:
-        raise ParameterError(f"num_gtx_flags must be in 1..=4096, got {num_gtx_flags}")
+    if not 1 <= num_gtx_flags <= _nncabac.MAX_GTX_FLAGS:
+        raise ParameterError(
+            f"num_gtx_flags must be in 1..={_nncabac.MAX_GTX_FLAGS}, got {num_gtx_flags}"
+        )
     return int(num_gtx_flags)
 
 

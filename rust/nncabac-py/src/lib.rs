@@ -707,6 +707,7 @@ fn _nncabac(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_container, m)?)?;
     m.add_function(wrap_pyfunction!(decode_entries, m)?)?;
     m.add("PREAMBLE_LEN", container::PREAMBLE_LEN)?;
+    m.add("MAX_GTX_FLAGS", nncabac::contexts::MAX_GTX_FLAGS)?;
     m.add("NncabacError", py.get_type::<NncabacError>())?;
     m.add("DecodeError", py.get_type::<DecodeError>())?;
     m.add("ParameterError", py.get_type::<ParameterError>())?;
